@@ -1,0 +1,1 @@
+"""Measuring retrieval quality against labelled questions."""

@@ -1,0 +1,1 @@
+"""Documents in: load, clean, deduplicate, chunk, embed, hand to the store."""

@@ -1,0 +1,116 @@
+"""HTML via selectolax (lexbor): keep the main content and its headings, drop the chrome.
+
+Navigation, headers, footers, cookie banners, tables of contents and scripts are removed
+before any text is read; the content root is <main>, else <article>, else <body>.
+"""
+
+from __future__ import annotations
+
+import re
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from grounded.errors import LoadError
+from grounded.ingest.loaders._decode import decode_utf8
+from grounded.ingest.loaders.text import title_from_source
+from grounded.ingest.structure import Block, assemble, body, first_heading, heading
+from grounded.models import ParsedDocument
+
+_DROP_TAGS = (
+    "script, style, noscript, template, nav, header, footer, aside, form, iframe, svg, "
+    "button, select, dialog, [role=navigation], [role=banner], [role=contentinfo], "
+    "[aria-hidden=true], [hidden]"
+)
+_BOILERPLATE = re.compile(
+    r"(^|[\s_-])(nav\w*|navbar|menu|breadcrumbs?|cookie\w*|consent|banner|sidebar|footer|header|"
+    r"toc|skip|share|social|advert\w*|promo|newsletter)($|[\s_-])",
+    re.IGNORECASE,
+)
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_LEAF_BLOCKS = {
+    "p", "li", "pre", "blockquote", "dt", "dd", "figcaption", "caption", "address",
+    "div", "section", "article", "main", "body", "td", "th", "summary", "details",
+}
+_BLOCK_TAGS = {*_LEAF_BLOCKS, *_HEADINGS, "tr", "table", "thead", "tbody", "tfoot", "ul", "ol", "dl"}
+_BLOCK_SELECTOR = ", ".join(sorted(_BLOCK_TAGS))
+
+
+def _is_boilerplate(node: LexborNode) -> bool:
+    attrs = node.attributes
+    marker = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
+    return bool(marker.strip()) and bool(_BOILERPLATE.search(marker))
+
+
+def strip_chrome(root: LexborNode) -> None:
+    for node in root.css(_DROP_TAGS):
+        node.decompose()
+    for node in root.css("[class], [id]"):
+        if node.parent is not None and _is_boilerplate(node) and node.tag not in ("body", "html"):
+            node.decompose()
+
+
+def _has_block_descendant(node: LexborNode) -> bool:
+    # css_first matches the node itself too, so ask each child rather than the node.
+    return any(child.css_first(_BLOCK_SELECTOR) is not None for child in node.iter())
+
+
+def _text(node: LexborNode) -> str:
+    return node.text(deep=True, separator=" ", strip=False)
+
+
+def walk(node: LexborNode, blocks: list[Block]) -> None:
+    tag = node.tag
+    if tag in _HEADINGS:
+        blocks.append(heading(_text(node), _HEADINGS[tag]))
+    elif tag == "tr":
+        cells = [" ".join(_text(c).split()) for c in node.iter() if c.tag in ("td", "th")]
+        blocks.append(body(" | ".join(c for c in cells if c)))
+    elif tag in _LEAF_BLOCKS and not _has_block_descendant(node):
+        text = _text(node)
+        blocks.append(body(f"- {text}" if tag == "li" else text))
+    else:
+        inline: list[str] = []
+        for child in node.iter(include_text=True):
+            if child.tag not in _BLOCK_TAGS and not _has_block_descendant(child):
+                inline.append(child.text(deep=True, separator=" ") or "")
+                continue
+            if "".join(inline).strip():
+                blocks.append(body("".join(inline)))
+            inline.clear()
+            walk(child, blocks)
+        if "".join(inline).strip():
+            blocks.append(body("".join(inline)))
+
+
+def content_root(tree: LexborHTMLParser) -> LexborNode | None:
+    for selector in ("main", "[role=main]", "article"):
+        node = tree.css_first(selector)
+        if node is not None and node.text(strip=True):
+            return node
+    return tree.body
+
+
+class HtmlLoader:
+    suffixes = (".html", ".htm", ".xhtml")
+
+    def load(self, data: bytes, source: str, uri: str) -> list[ParsedDocument]:
+        return [parse_html(decode_utf8(data), source, uri)]
+
+
+def parse_html(raw: str, source: str, uri: str) -> ParsedDocument:
+    tree = LexborHTMLParser(raw)
+    title_node = tree.css_first("title")
+    page_title = " ".join(title_node.text().split()) if title_node else ""
+    root = content_root(tree)
+    if root is None:
+        raise LoadError("HTML has no body")
+    strip_chrome(root)
+    blocks: list[Block] = []
+    walk(root, blocks)
+    text, sections = assemble(blocks)
+    if not sections:
+        raise LoadError("no text in the HTML after removing navigation and scripts")
+    title = first_heading(blocks) or page_title or title_from_source(source)
+    return ParsedDocument(
+        source=source, uri=uri, title=title, format="html", text=text, sections=sections,
+    )

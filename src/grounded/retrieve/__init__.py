@@ -1,0 +1,1 @@
+"""Questions in, ranked chunks out: dense + BM25, fused, collapsed."""

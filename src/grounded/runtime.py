@@ -1,0 +1,53 @@
+"""Wire the stages from settings. The CLI and the server build one Runtime each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from grounded.ingest.embedders.factory import build_embedder
+from grounded.ingest.embedders.minilm import tokenizer_file
+from grounded.ingest.embedders.protocol import Embedder
+from grounded.ingest.pipeline import Ingestor
+from grounded.ingest.split import Splitter, load_tokenizer
+from grounded.retrieve.hybrid import Retriever
+from grounded.retrieve.query_embedding import QueryEmbedder
+from grounded.settings import Settings
+from grounded.store.factory import build_store
+from grounded.store.protocol import Store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def store(self) -> Store:
+        return build_store(self.settings)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return build_embedder(self.settings.embed, self.settings.model_cache_dir)
+
+    @cached_property
+    def splitter(self) -> Splitter:
+        # Budgets are counted with the bundled model's tokenizer; for a remote embedder it is
+        # a close stand-in, and chunk.max_tokens should leave it some margin.
+        limit = min(self.settings.chunk.max_tokens, self.embedder.max_tokens)
+        return Splitter(load_tokenizer(tokenizer_file()), limit, self.settings.chunk.overlap_tokens)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.store, self.embedder, self.splitter, self.settings)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.store, QueryEmbedder(self.embedder), self.settings.retrieve)
+
+    async def ready_for_search(self) -> Retriever:
+        await self.store.bind_embedder(self.embedder.name, self.embedder.dimension)
+        return self.retriever
+
+    async def close(self) -> None:
+        if "store" in self.__dict__:
+            await self.store.close()

@@ -1,0 +1,162 @@
+"""All configuration, in one typed object. The only module that reads the environment.
+
+Precedence: explicit arguments > environment (``GROUNDED_*``, nested with ``__``, e.g.
+``GROUNDED_CHUNK__MAX_TOKENS=384``) > the config file (``GROUNDED_CONFIG`` or
+``./grounded.toml``) > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from grounded.errors import ConfigError
+
+
+class ChunkSettings(BaseModel):
+    max_tokens: int = Field(
+        256, ge=32, le=8192,
+        description="Word pieces per chunk including the heading path and special tokens; "
+        "must not exceed the embedder's limit.",
+    )
+    overlap_tokens: int = Field(
+        38, ge=0, le=1024, description="Word pieces repeated from the previous chunk (~15%)."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> ChunkSettings:
+        if self.overlap_tokens * 2 >= self.max_tokens:
+            raise ValueError("chunk.overlap_tokens must be less than half of chunk.max_tokens")
+        return self
+
+
+class DedupSettings(BaseModel):
+    near_duplicate_threshold: float = Field(
+        0.9, gt=0.0, le=1.0,
+        description="Estimated Jaccard similarity (MinHash over word shingles) at which a "
+        "document counts as a near-duplicate of one already stored; 1.0 disables.",
+    )
+    shingle_words: int = Field(5, ge=1, le=20, description="Words per shingle for MinHash.")
+    minhash_permutations: int = Field(128, ge=16, le=512, description="MinHash permutations.")
+    chunk_similarity: float = Field(
+        0.98, gt=0.0, le=1.0,
+        description="Cosine similarity at which a chunk is dropped as a copy of a chunk of "
+        "another document; 1.0 disables.",
+    )
+
+
+class EmbedSettings(BaseModel):
+    backend: Literal["onnx", "torch", "openai"] = Field(
+        "onnx", description="onnx (bundled MiniLM through ONNX Runtime), torch, or openai "
+        "(any OpenAI-compatible /v1/embeddings server)."
+    )
+    quantize: Literal["fp32", "int8"] = Field(
+        "fp32", description="ONNX weights: fp32, or int8 (dynamic, per-channel; faster)."
+    )
+    batch_size: int = Field(0, ge=0, le=1024, description="Texts per batch; 0 = backend's best.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
+    cache_dir: Path | None = Field(
+        None, description="Where exported ONNX models are kept; default DATA_DIR/models."
+    )
+    url: str | None = Field(None, description="Base URL of the openai backend, e.g. http://tei:80/v1.")
+    model: str = Field("all-MiniLM-L6-v2", description="Model name sent to the openai backend.")
+    api_key: SecretStr | None = Field(None, description="Bearer token for the openai backend.")
+    dimension: int = Field(384, ge=1, le=8192, description="Vector size of the openai backend.")
+    max_input_tokens: int = Field(
+        256, ge=16, le=32768, description="Input limit of the openai backend's model."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Per-request timeout of the openai backend.")
+    retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
+
+
+class RetrieveSettings(BaseModel):
+    k: int = Field(5, ge=1, le=100, description="Results returned by default.")
+    candidates: int = Field(
+        40, ge=1, le=1000, description="Results taken from each of dense and keyword search."
+    )
+    dense_weight: float = Field(1.0, ge=0.0, description="Weight of dense ranks in fusion.")
+    keyword_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 ranks in fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    collapse: bool = Field(
+        True, description="Merge overlapping chunks of one section into the best of them."
+    )
+    exact_below: int = Field(
+        20000, ge=0, description="Search exactly (no ANN) when a filter leaves fewer chunks."
+    )
+    expansion_search: int = Field(64, ge=8, le=4096, description="ANN search breadth.")
+
+
+class IngestSettings(BaseModel):
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are skipped.")
+    batch_chunks: int = Field(
+        256, ge=1, le=100000, description="Chunks embedded together across documents."
+    )
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("GROUNDED_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"GROUNDED_CONFIG points to {path}, which is not a file")
+        return path
+    local = Path("grounded.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GROUNDED_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path(".grounded"), description="Where the index and logs live.")
+    collection: str = Field(
+        "default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Collection used when a command names none.",
+    )
+    chunk: ChunkSettings = Field(default_factory=ChunkSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.embed.cache_dir or self.data_dir / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Where chunks live: the `Store` protocol and its backends."""

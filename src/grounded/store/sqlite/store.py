@@ -1,0 +1,342 @@
+"""`Store` on one SQLite file plus a usearch vector index, both under the data directory."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from grounded.errors import ConfigError, StoreError
+from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
+from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
+from grounded.store.sqlite.ann import VectorIndex
+from grounded.store.sqlite.database import Database
+from grounded.store.sqlite.query import filter_sql, fts_query, is_unfiltered
+from grounded.types import ChunkId, DocId, Matrix, Vector
+
+_DOC_COLUMNS = (
+    "d.doc_id, d.collection, d.source, d.uri, d.title, d.format, d.content_hash, "
+    "d.ingested_at, d.chunk_count, d.metadata"
+)
+_HIT_COLUMNS = (
+    "c.chunk_id, c.ordinal, c.text, c.section, c.start_char, c.end_char, c.token_count, "
+    "c.content_hash, d.doc_id, d.source, d.title, d.collection, d.metadata"
+)
+
+
+def _document(row: Sequence[object]) -> Document:
+    return Document(
+        doc_id=DocId(str(row[0])), collection=str(row[1]), source=str(row[2]), uri=str(row[3]),
+        title=str(row[4]), format=str(row[5]), content_hash=str(row[6]),
+        ingested_at=float(row[7]), chunk_count=int(row[8]), metadata=json.loads(str(row[9])),  # type: ignore[arg-type]
+    )
+
+
+def _hit(row: Sequence[object]) -> Hit:
+    chunk = Chunk(
+        chunk_id=ChunkId(str(row[0])), doc_id=DocId(str(row[8])), ordinal=int(row[1]),  # type: ignore[call-overload]
+        text=str(row[2]), section=tuple(json.loads(str(row[3]))), start=int(row[4]),  # type: ignore[call-overload]
+        end=int(row[5]), token_count=int(row[6]), content_hash=str(row[7]),  # type: ignore[call-overload]
+    )
+    return Hit(
+        chunk=chunk, source=str(row[9]), title=str(row[10]), collection=str(row[11]),
+        score=0.0, metadata=json.loads(str(row[12])),
+    )
+
+
+class SqliteStore:
+    def __init__(self, data_dir: Path, expansion_search: int = 64, exact_below: int = 20000) -> None:
+        self._dir = data_dir
+        self._db = Database(data_dir / "grounded.db")
+        self._expansion_search = expansion_search
+        self._exact_below = exact_below
+        self._vectors: VectorIndex | None = None
+        self._opened_watermark = 0
+
+    # -- embedder binding and the vector index ---------------------------------------------
+
+    async def bind_embedder(self, name: str, dimension: int) -> None:
+        def bind(conn: sqlite3.Connection) -> tuple[str, int]:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedder', ?)", (name,))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('dimension', ?)", (str(dimension),))
+            rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            return rows["embedder"], int(rows["dimension"])
+
+        bound_name, bound_dim = await self._db.write(bind)
+        if (bound_name, bound_dim) != (name, dimension):
+            raise ConfigError(
+                f"this index was built with embedder {bound_name!r} ({bound_dim} dims), not "
+                f"{name!r} ({dimension} dims); use that embedder or a new data directory"
+            )
+        if self._vectors is None:
+            vectors = VectorIndex(self._dir / "vectors", dimension, self._expansion_search)
+            await self._db.on_writer(vectors.open)
+            self._vectors, self._opened_watermark = vectors, vectors.watermark
+
+    def _index(self) -> VectorIndex:
+        if self._vectors is None:
+            raise StoreError("bind_embedder() must be called before dense search")
+        return self._vectors
+
+    # -- documents ---------------------------------------------------------------------------
+
+    async def get_document(self, doc_id: DocId) -> Document | None:
+        sql = f"SELECT {_DOC_COLUMNS} FROM documents d WHERE d.doc_id = ?"
+        row = await self._db.read(lambda c: c.execute(sql, (doc_id,)).fetchone())
+        return _document(row) if row else None
+
+    async def find_document(self, collection: str, source: str) -> Document | None:
+        sql = f"SELECT {_DOC_COLUMNS} FROM documents d WHERE d.collection = ? AND d.source = ?"
+        row = await self._db.read(lambda c: c.execute(sql, (collection, source)).fetchone())
+        return _document(row) if row else None
+
+    async def list_documents(
+        self, collection: str | None = None, source_prefix: str | None = None,
+        limit: int = 100, offset: int = 0,
+    ) -> list[Document]:
+        where, params = filter_sql(SearchFilter(collection=collection, source_prefix=source_prefix))
+        where = where.replace("c.duplicate_of IS NULL", "1")
+        sql = f"SELECT {_DOC_COLUMNS} FROM documents d WHERE {where} ORDER BY d.source LIMIT ? OFFSET ?"
+        rows = await self._db.read(lambda c: c.execute(sql, [*params, limit, offset]).fetchall())
+        return [_document(r) for r in rows]
+
+    async def signatures(self, collection: str) -> list[Signature]:
+        sql = "SELECT doc_id, source, content_hash, minhash FROM documents WHERE collection = ?"
+        rows = await self._db.read(lambda c: c.execute(sql, (collection,)).fetchall())
+        return [Signature(DocId(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    async def vectors_by_hash(self, content_hashes: Sequence[str]) -> dict[str, Vector]:
+        def read(conn: sqlite3.Connection) -> dict[str, Vector]:
+            found: dict[str, Vector] = {}
+            unique = list(dict.fromkeys(content_hashes))
+            for start in range(0, len(unique), 500):
+                batch = unique[start:start + 500]
+                sql = f"SELECT content_hash, vector FROM chunks WHERE content_hash IN ({','.join('?' * len(batch))})"
+                for hash_, blob in conn.execute(sql, batch):
+                    found[hash_] = np.frombuffer(blob, dtype=np.float32)
+            return found
+
+        return await self._db.read(read)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def write_document(
+        self, document: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
+    ) -> None:
+        await self._db.write(lambda conn: self._replace(conn, document, chunks, minhash))
+        await self._sync_vectors()
+
+    def _replace(
+        self, conn: sqlite3.Connection, doc: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
+    ) -> None:
+        self._remove(conn, doc.doc_id)
+        cursor = conn.execute(
+            "INSERT INTO documents (doc_id, collection, source, uri, title, format, content_hash, "
+            "ingested_at, chunk_count, metadata, minhash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (doc.doc_id, doc.collection, doc.source, doc.uri, doc.title, doc.format,
+             doc.content_hash, doc.ingested_at, doc.chunk_count, json.dumps(doc.metadata), minhash),
+        )
+        doc_key = cursor.lastrowid
+        conn.executemany(
+            "INSERT INTO chunks (chunk_id, doc_key, ordinal, text, section, start_char, end_char, "
+            "token_count, content_hash, vector, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(e.chunk.chunk_id, doc_key, e.chunk.ordinal, e.chunk.text, json.dumps(e.chunk.section),
+              e.chunk.start, e.chunk.end, e.chunk.token_count, e.chunk.content_hash,
+              np.asarray(e.vector, dtype=np.float32).tobytes(), e.duplicate_of) for e in chunks],
+        )
+        indexed = conn.execute(
+            "SELECT chunk_key, section, text FROM chunks WHERE doc_key = ? AND duplicate_of IS NULL",
+            (doc_key,),
+        ).fetchall()
+        conn.executemany(
+            "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
+            [(key, " ".join(json.loads(section)) + "\n" + text) for key, section, text in indexed],
+        )
+        conn.executemany("INSERT INTO ann_log (chunk_key, op) VALUES (?, 1)", [(r[0],) for r in indexed])
+
+    def _remove(self, conn: sqlite3.Connection, doc_id: DocId) -> bool:
+        row = conn.execute("SELECT doc_key FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return False
+        keys = [(k,) for (k,) in conn.execute(
+            "SELECT chunk_key FROM chunks WHERE doc_key = ? AND duplicate_of IS NULL", row
+        )]
+        conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", keys)
+        conn.executemany("INSERT INTO ann_log (chunk_key, op) VALUES (?, -1)", keys)
+        self._promote_copies(conn, row[0])
+        conn.execute("DELETE FROM chunks WHERE doc_key = ?", row)
+        conn.execute("DELETE FROM documents WHERE doc_key = ?", row)
+        return True
+
+    @staticmethod
+    def _promote_copies(conn: sqlite3.Connection, doc_key: int) -> None:
+        """Chunks dropped as copies of this document's chunks become searchable again."""
+        copies = conn.execute(
+            "SELECT k.chunk_key, k.section, k.text FROM chunks k JOIN chunks o "
+            "ON k.duplicate_of = o.chunk_id WHERE o.doc_key = ? AND k.doc_key != ?",
+            (doc_key, doc_key),
+        ).fetchall()
+        for key, section, text in copies:
+            conn.execute("UPDATE chunks SET duplicate_of = NULL WHERE chunk_key = ?", (key,))
+            conn.execute(
+                "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
+                (key, " ".join(json.loads(section)) + "\n" + text),
+            )
+            conn.execute("INSERT INTO ann_log (chunk_key, op) VALUES (?, 1)", (key,))
+
+    async def delete_document(self, doc_id: DocId) -> bool:
+        removed = await self._db.write(lambda conn: self._remove(conn, doc_id))
+        await self._sync_vectors()
+        return removed
+
+    async def _sync_vectors(self) -> None:
+        if self._vectors is not None:
+            await self._db.on_writer(self._vectors.catch_up)
+
+    async def record_duplicate(self, record: DuplicateRecord) -> None:
+        await self._db.write(lambda c: c.execute(
+            "INSERT OR REPLACE INTO duplicates VALUES (?,?,?,?,?)",
+            (record.collection, record.source, record.duplicate_of, record.kind, record.detected_at),
+        ))
+
+    async def clear_duplicate(self, collection: str, source: str) -> None:
+        await self._db.write(lambda c: c.execute(
+            "DELETE FROM duplicates WHERE collection = ? AND source = ?", (collection, source)
+        ))
+
+    async def duplicates(self, collection: str | None = None) -> list[DuplicateRecord]:
+        sql = (
+            "SELECT x.collection, x.source, x.duplicate_of, coalesce(d.source, '?'), x.kind, "
+            "x.detected_at FROM duplicates x LEFT JOIN documents d ON d.doc_id = x.duplicate_of "
+            "WHERE ? IS NULL OR x.collection = ? ORDER BY x.source"
+        )
+        rows = await self._db.read(lambda c: c.execute(sql, (collection, collection)).fetchall())
+        return [DuplicateRecord(r[0], r[1], DocId(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    # -- search ------------------------------------------------------------------------------
+
+    async def _caught_up(self) -> VectorIndex:
+        index = self._index()
+        # Another process (an ingest beside a server) may have committed since we last looked.
+        await self._db.read(index.catch_up)
+        return index
+
+    async def similar_chunks(
+        self, vectors: Matrix, collection: str, exclude_doc: DocId, threshold: float
+    ) -> list[ChunkId | None]:
+        index = await self._caught_up()
+        keys, scores = index.search_many(np.asarray(vectors, dtype=np.float32), 4)
+
+        def pick(conn: sqlite3.Connection) -> list[ChunkId | None]:
+            out: list[ChunkId | None] = []
+            for row_keys, row_scores in zip(keys, scores, strict=True):
+                found = None
+                for key, score in zip(row_keys, row_scores, strict=True):
+                    if score < threshold:
+                        break
+                    row = conn.execute(
+                        "SELECT c.chunk_id FROM chunks c JOIN documents d ON d.doc_key = c.doc_key "
+                        "WHERE c.chunk_key = ? AND d.collection = ? AND d.doc_id != ?",
+                        (int(key), collection, exclude_doc),
+                    ).fetchone()
+                    if row:
+                        found = ChunkId(row[0])
+                        break
+                out.append(found)
+            return out
+
+        return await self._db.read(pick)
+
+    async def dense_search(self, vector: Vector, k: int, where: SearchFilter) -> list[Scored]:
+        index = await self._caught_up()
+        query = np.asarray(vector, dtype=np.float32)
+        if is_unfiltered(where):
+            keys, scores = index.search(query, k)
+            return await self._ids_for(keys, scores, where, k)
+        condition, params = filter_sql(where)
+        base = f"FROM chunks c JOIN documents d ON d.doc_key = c.doc_key WHERE {condition}"
+        matching = await self._db.read(lambda c: c.execute(f"SELECT count(*) {base}", params).fetchone()[0])
+        if matching == 0:
+            return []
+        if matching <= self._exact_below:
+            subset = await self._db.read(
+                lambda c: [r[0] for r in c.execute(f"SELECT c.chunk_key {base}", params)]
+            )
+            keys, scores = index.exact(query, subset, k)
+            return await self._ids_for(keys, scores, where, k)
+        # A broad filter: over-fetch from the graph in proportion to what the filter keeps.
+        count = min(len(index), k * max(2, 2 * len(index) // matching))
+        while True:
+            keys, scores = index.search(query, count)
+            found = await self._ids_for(keys, scores, where, k)
+            if len(found) >= k or count >= len(index):
+                return found
+            count = min(len(index), count * 4)
+
+    async def _ids_for(
+        self, keys: np.ndarray, scores: np.ndarray, where: SearchFilter, k: int
+    ) -> list[Scored]:
+        if len(keys) == 0:
+            return []
+        condition, params = filter_sql(where)
+        marks = ",".join("?" * len(keys))
+        sql = (
+            f"SELECT c.chunk_key, c.chunk_id FROM chunks c JOIN documents d ON d.doc_key = c.doc_key "
+            f"WHERE c.chunk_key IN ({marks}) AND {condition}"
+        )
+        rows = await self._db.read(lambda c: dict(c.execute(sql, [*map(int, keys), *params]).fetchall()))
+        ranked = [Scored(ChunkId(rows[int(key)]), float(s)) for key, s in zip(keys, scores, strict=True)
+                  if int(key) in rows]
+        return ranked[:k]
+
+    async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
+        match = fts_query(query)
+        if match is None:
+            return []
+        condition, params = filter_sql(where)
+        sql = (
+            "SELECT c.chunk_id, f.rank FROM chunks_fts f JOIN chunks c ON c.chunk_key = f.rowid "
+            f"JOIN documents d ON d.doc_key = c.doc_key WHERE chunks_fts MATCH ? AND {condition} "
+            "ORDER BY f.rank LIMIT ?"
+        )
+        rows = await self._db.read(lambda c: c.execute(sql, [match, *params, k]).fetchall())
+        return [Scored(ChunkId(chunk_id), -float(rank)) for chunk_id, rank in rows]
+
+    async def hits(self, chunk_ids: Sequence[ChunkId]) -> dict[ChunkId, Hit]:
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        sql = (f"SELECT {_HIT_COLUMNS} FROM chunks c JOIN documents d ON d.doc_key = c.doc_key "
+               f"WHERE c.chunk_id IN ({marks})")
+        rows = await self._db.read(lambda c: c.execute(sql, list(chunk_ids)).fetchall())
+        return {ChunkId(r[0]): _hit(r) for r in rows}
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def stats(self) -> StoreStats:
+        def read(conn: sqlite3.Connection) -> StoreStats:
+            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            size = sum(p.stat().st_size for p in self._dir.rglob("*") if p.is_file())
+            return StoreStats(
+                documents=one("SELECT count(*) FROM documents"),
+                chunks=one("SELECT count(*) FROM chunks"),
+                indexed_chunks=one("SELECT count(*) FROM chunks WHERE duplicate_of IS NULL"),
+                duplicate_chunks=one("SELECT count(*) FROM chunks WHERE duplicate_of IS NOT NULL"),
+                duplicate_documents=one("SELECT count(*) FROM duplicates"),
+                collections=dict(conn.execute(
+                    "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
+                embedder=meta.get("embedder"),
+                dimension=int(meta["dimension"]) if "dimension" in meta else None,
+                size_bytes=size,
+            )
+
+        return await self._db.read(read)
+
+    async def close(self) -> None:
+        if self._vectors is not None and self._vectors.watermark != self._opened_watermark:
+            await self._db.on_writer(lambda _c: self._vectors.save() if self._vectors else None)
+        self._db.close()

@@ -1,0 +1,53 @@
+"""The embedded store against the contract, plus what only it has: the vector snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grounded.models import SearchFilter
+from grounded.store.protocol import Store
+from grounded.store.sqlite import SqliteStore
+from tests.store.contract import DIM, OpenStore, StoreContract, chunks_for, document, seeded, unit
+
+
+@pytest.fixture
+def open_store(tmp_path: Path) -> OpenStore:
+    async def open_() -> Store:
+        return SqliteStore(tmp_path / "data", exact_below=2)
+
+    return open_
+
+
+class TestSqliteStore(StoreContract):
+    pass
+
+
+@pytest.mark.anyio
+async def test_vector_index_is_rebuilt_when_its_snapshot_is_lost(tmp_path: Path, open_store: OpenStore) -> None:
+    store = await seeded(open_store)
+    await store.close()
+    snapshots = list((tmp_path / "data" / "vectors").glob("vectors.*.usearch"))
+    assert len(snapshots) == 1
+    snapshots[0].write_bytes(b"torn write")
+    reopened = await open_store()
+    await reopened.bind_embedder("test-embedder", DIM)
+    assert (await reopened.dense_search(unit(3), 1, SearchFilter()))[0].chunk_id == "phones-c0"
+    await reopened.close()
+
+
+@pytest.mark.anyio
+async def test_snapshot_plus_log_replay_matches_the_database(open_store: OpenStore) -> None:
+    store = await seeded(open_store)
+    await store.close()  # snapshot written here
+    writer = await open_store()
+    await writer.bind_embedder("test-embedder", DIM)
+    await writer.write_document(document("new", "new.md", 1), chunks_for("new", ["New."], [50]), None)
+    await writer.delete_document(document("phones", "returns/phones.md", 1).doc_id)
+    # No close: the snapshot on disk is now behind the log, as after a crash.
+    reader = await open_store()
+    await reader.bind_embedder("test-embedder", DIM)
+    found = {s.chunk_id for s in await reader.dense_search(unit(50), 10, SearchFilter())}
+    assert "new-c0" in found and "phones-c0" not in found
+    await reader.close()
