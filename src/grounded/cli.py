@@ -226,6 +226,17 @@ def stats(
         console.print(f"[yellow]duplicate[/yellow] {d.source} ({d.kind} copy of {d.duplicate_of_source})")
 
 
+@app.command()
+def check(data_dir: DataDir = None) -> None:
+    """Verify that every index agrees with the stored documents (exit 1 if not)."""
+    problems = _run(lambda: _settings(data_dir), lambda rt: rt.store.check())
+    if problems:
+        for problem in problems:
+            console.print(f"[red]inconsistent[/red] {problem}")
+        raise typer.Exit(1)
+    console.print("index is consistent")
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 

@@ -217,3 +217,9 @@ class StoreContract:
         assert stats.collections == {"default": 2, "outdoor": 1}
         assert (stats.embedder, stats.dimension) == ("test-embedder", DIM)
         await store.close()
+
+    async def test_check_reports_a_consistent_store(self, open_store: OpenStore) -> None:
+        store = await seeded(open_store)
+        await store.delete_document(DocId("phones"))
+        assert await store.check() == []
+        await store.close()

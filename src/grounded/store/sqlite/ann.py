@@ -44,6 +44,10 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self._index)
 
+    def keys(self) -> set[int]:
+        with self._lock:
+            return {int(k) for k in np.asarray(self._index.keys)}
+
     def open(self, conn: sqlite3.Connection) -> None:
         with self._lock:
             for seq, path in self._snapshots():

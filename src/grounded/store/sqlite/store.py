@@ -336,6 +336,33 @@ class SqliteStore:
 
         return await self._db.read(read)
 
+    async def check(self) -> list[str]:
+        def read(conn: sqlite3.Connection) -> tuple[list[str], set[int], int | None]:
+            problems = [
+                f"document {doc_id} records {expected} chunks but has {actual}"
+                for doc_id, expected, actual in conn.execute(
+                    "SELECT d.doc_id, d.chunk_count, count(c.chunk_key) FROM documents d "
+                    "LEFT JOIN chunks c ON c.doc_key = d.doc_key GROUP BY d.doc_key "
+                    "HAVING count(c.chunk_key) != d.chunk_count")
+            ]
+            keys = {k for (k,) in conn.execute("SELECT chunk_key FROM chunks WHERE duplicate_of IS NULL")}
+            fts = {k for (k,) in conn.execute("SELECT rowid FROM chunks_fts")}
+            if fts != keys:
+                problems.append(f"keyword index holds {len(fts)} chunks, expected {len(keys)}")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+            return problems, keys, int(row[0]) if row else None
+
+        problems, keys, dimension = await self._db.read(read)
+        if dimension is not None:
+            if self._vectors is None:
+                vectors = VectorIndex(self._dir / "vectors", dimension, self._expansion_search)
+                await self._db.on_writer(vectors.open)
+                self._vectors, self._opened_watermark = vectors, vectors.watermark
+            index = await self._caught_up()
+            if index.keys() != keys:
+                problems.append(f"vector index holds {len(index)} chunks, expected {len(keys)}")
+        return problems
+
     async def close(self) -> None:
         if self._vectors is not None and self._vectors.watermark != self._opened_watermark:
             await self._db.on_writer(lambda _c: self._vectors.save() if self._vectors else None)
