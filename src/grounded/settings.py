@@ -84,8 +84,10 @@ class RetrieveSettings(BaseModel):
         40, ge=1, le=1000, description="Results taken from each of dense and keyword search."
     )
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of dense ranks in fusion.")
-    keyword_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 ranks in fusion.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    keyword_weight: float = Field(0.5, ge=0.0, description="Weight of BM25 ranks in fusion.")
+    rrf_k: int = Field(
+        10, ge=1, description="Reciprocal-rank-fusion constant; smaller favours top ranks."
+    )
     collapse: bool = Field(
         True, description="Merge overlapping chunks of one section into the best of them."
     )
