@@ -41,8 +41,13 @@ def settings(tmp_path: Path, model_cache: Path, embedder: OnnxEmbedder) -> Setti
 
 def cli_env(data_dir: Path, model_cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROUNDED_")}
-    env.update(GROUNDED_DATA_DIR=str(data_dir), GROUNDED_EMBED__CACHE_DIR=str(model_cache),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", COLUMNS="200")
+    env.update(
+        GROUNDED_DATA_DIR=str(data_dir),
+        GROUNDED_EMBED__CACHE_DIR=str(model_cache),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        COLUMNS="200",
+    )
     return env
 
 
@@ -50,8 +55,12 @@ def run_cli(
     *args: str, data_dir: Path, model_cache: Path, check: bool = True, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "grounded", *args], capture_output=True, text=True,
-        env=cli_env(data_dir, model_cache), cwd=cwd or ROOT, timeout=300,
+        [sys.executable, "-m", "grounded", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(data_dir, model_cache),
+        cwd=cwd or ROOT,
+        timeout=300,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"grounded {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -59,7 +68,9 @@ def run_cli(
 
 
 @pytest.fixture(scope="session")
-def sample_index(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, embedder: OnnxEmbedder) -> Iterator[Path]:
+def sample_index(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: Path, embedder: OnnxEmbedder
+) -> Iterator[Path]:
     """The bundled corpus ingested once; tests that read it must not change it."""
     data_dir = tmp_path_factory.mktemp("sample-index")
     run_cli("ingest", str(SAMPLES), data_dir=data_dir, model_cache=model_cache)

@@ -17,8 +17,12 @@ import pytest
 from tests.conftest import ROOT, SAMPLES, cli_env, run_cli
 
 
-def search(question: str, data_dir: Path, model_cache: Path, *extra: str) -> list[dict[str, object]]:
-    result = run_cli("search", question, "--json", *extra, data_dir=data_dir, model_cache=model_cache)
+def search(
+    question: str, data_dir: Path, model_cache: Path, *extra: str
+) -> list[dict[str, object]]:
+    result = run_cli(
+        "search", question, "--json", *extra, data_dir=data_dir, model_cache=model_cache
+    )
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
@@ -41,12 +45,19 @@ def test_category_specific_policies_are_told_apart(sample_index: Path, model_cac
     tents = search("what is the return window for tents", sample_index, model_cache, "--k", "3")
     assert any("14 days" in str(i["text"]) and "hone" in str(i["text"]) for i in phones)
     assert any("60 days" in str(i["text"]) for i in tents)
-    assert not any("60 days" in str(i["text"]) and "14 days" not in str(i["text"]) for i in phones[:1])
+    assert not any(
+        "60 days" in str(i["text"]) and "14 days" not in str(i["text"]) for i in phones[:1]
+    )
 
 
 def test_pdf_manual_is_searchable_by_section(sample_index: Path, model_cache: Path) -> None:
-    items = search("how fast does the aurora battery charge", sample_index, model_cache,
-                   "--source-prefix", "manuals/")
+    items = search(
+        "how fast does the aurora battery charge",
+        sample_index,
+        model_cache,
+        "--source-prefix",
+        "manuals/",
+    )
     assert items and all(str(i["source"]).startswith("manuals/") for i in items)
     assert any(str(i["source"]).endswith(".pdf") for i in items[:3])
 
@@ -79,7 +90,9 @@ def test_incremental_reingest_embeds_only_what_changed(tmp_path: Path, model_cac
     assert (again["unchanged"], again["chunks embedded"], again["added"]) == ("3", "0", "0")
 
     returns = corpus / "articles" / "returns.md"
-    returns.write_text(returns.read_text() + "\n\nOne more note: refunds to gift cards are instant.\n")
+    returns.write_text(
+        returns.read_text() + "\n\nOne more note: refunds to gift cards are instant.\n"
+    )
     changed = summary(run_cli("ingest", str(corpus), data_dir=data, model_cache=model_cache))
     assert changed["updated"] == "1" and changed["unchanged"] == "2"
     assert 1 <= int(changed["chunks embedded"]) <= 3
@@ -88,7 +101,9 @@ def test_incremental_reingest_embeds_only_what_changed(tmp_path: Path, model_cac
     (corpus / "articles" / "shipping.md").unlink()
     kept = summary(run_cli("ingest", str(corpus), data_dir=data, model_cache=model_cache))
     assert kept["pruned"] == "0"
-    pruned = summary(run_cli("ingest", str(corpus), "--prune", data_dir=data, model_cache=model_cache))
+    pruned = summary(
+        run_cli("ingest", str(corpus), "--prune", data_dir=data, model_cache=model_cache)
+    )
     assert pruned["pruned"] == "1"
     stats = json.loads(run_cli("stats", "--json", data_dir=data, model_cache=model_cache).stdout)
     assert stats["documents"] == 2
@@ -100,10 +115,14 @@ def test_bad_files_are_reported_and_the_rest_ingested(tmp_path: Path, model_cach
     (corpus / "latin1.txt").write_bytes("Garantie für Zelte".encode("latin-1"))
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.7\nnot really")
     (corpus / "photo.jpg").write_bytes(b"\xff\xd8\xff")
-    result = run_cli("ingest", str(corpus), data_dir=tmp_path / "data", model_cache=model_cache, check=False)
+    result = run_cli(
+        "ingest", str(corpus), data_dir=tmp_path / "data", model_cache=model_cache, check=False
+    )
     assert result.returncode == 1
     rows = summary(result)
-    assert rows["added"] == "1" and rows["failed"] == "3" and rows["ignored (unsupported type)"] == "1"
+    assert (
+        rows["added"] == "1" and rows["failed"] == "3" and rows["ignored (unsupported type)"] == "1"
+    )
     out = " ".join(result.stdout.split())
     assert "empty.md: empty file" in out
     assert "latin1.txt: not valid UTF-8" in out
@@ -119,7 +138,9 @@ def test_duplicate_documents_are_reported_not_lost(tmp_path: Path, model_cache: 
     assert summary(result)["duplicates dropped"] == "2"
     assert "zz-copy.md (exact copy of articles/returns.md)" in result.stdout
     assert "zz-near.md (near copy of articles/returns.md)" in result.stdout
-    stats = json.loads(run_cli("stats", "--json", data_dir=tmp_path / "data", model_cache=model_cache).stdout)
+    stats = json.loads(
+        run_cli("stats", "--json", data_dir=tmp_path / "data", model_cache=model_cache).stdout
+    )
     assert {d["source"] for d in stats["duplicate_sources"]} == {"zz-copy.md", "zz-near.md"}
 
 
@@ -142,8 +163,14 @@ def test_delete_by_source_and_by_id_forgets_the_document(tmp_path: Path, model_c
 
 def test_invalid_configuration_is_a_clear_error(tmp_path: Path, model_cache: Path) -> None:
     env = cli_env(tmp_path / "data", model_cache) | {"GROUNDED_CHUNK__MAX_TOKENS": "lots"}
-    result = subprocess.run([sys.executable, "-m", "grounded", "stats"], capture_output=True,
-                            text=True, env=env, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "grounded", "stats"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "chunk.max_tokens" in result.stderr and "Traceback" not in result.stderr
 
@@ -164,9 +191,13 @@ def consistency(data: Path) -> tuple[int, int]:
     conn = sqlite3.connect(data / "grounded.db")
     try:
         for doc_key, expected in conn.execute("SELECT doc_key, chunk_count FROM documents"):
-            (actual,) = conn.execute("SELECT count(*) FROM chunks WHERE doc_key = ?", (doc_key,)).fetchone()
+            (actual,) = conn.execute(
+                "SELECT count(*) FROM chunks WHERE doc_key = ?", (doc_key,)
+            ).fetchone()
             assert actual == expected, "a document is stored half-written"
-        indexed = conn.execute("SELECT count(*) FROM chunks WHERE duplicate_of IS NULL").fetchone()[0]
+        indexed = conn.execute("SELECT count(*) FROM chunks WHERE duplicate_of IS NULL").fetchone()[
+            0
+        ]
         assert conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == indexed
         dupes = conn.execute("SELECT count(*) - count(DISTINCT chunk_id) FROM chunks").fetchone()[0]
         assert dupes == 0
@@ -176,14 +207,21 @@ def consistency(data: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_killed_ingest_leaves_a_consistent_index_that_a_rerun_completes(tmp_path: Path, model_cache: Path) -> None:
+def test_killed_ingest_leaves_a_consistent_index_that_a_rerun_completes(
+    tmp_path: Path, model_cache: Path
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     write_many_documents(corpus, 120)
     data = tmp_path / "data"
     env = cli_env(data, model_cache) | {"GROUNDED_INGEST__BATCH_CHUNKS": "4"}
-    process = subprocess.Popen([sys.executable, "-m", "grounded", "ingest", str(corpus)], env=env,
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grounded", "ingest", str(corpus)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     written = 0
     while time.monotonic() < deadline and process.poll() is None:
@@ -216,9 +254,18 @@ def test_killed_ingest_leaves_a_consistent_index_that_a_rerun_completes(tmp_path
     assert "consistent" in check.stdout
 
 
-def test_eval_reports_all_three_modes_and_hybrid_is_not_worse(sample_index: Path, model_cache: Path) -> None:
-    result = run_cli("eval", "retrieval", "--queries", str(ROOT / "samples" / "queries.jsonl"), "--json",
-                     data_dir=sample_index, model_cache=model_cache)
+def test_eval_reports_all_three_modes_and_hybrid_is_not_worse(
+    sample_index: Path, model_cache: Path
+) -> None:
+    result = run_cli(
+        "eval",
+        "retrieval",
+        "--queries",
+        str(ROOT / "samples" / "queries.jsonl"),
+        "--json",
+        data_dir=sample_index,
+        model_cache=model_cache,
+    )
     scores = {row["mode"]: row for row in json.loads(result.stdout)}
     assert set(scores) == {"dense", "keyword", "hybrid"}
     assert scores["hybrid"]["queries"] >= 60

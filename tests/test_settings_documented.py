@@ -28,13 +28,19 @@ def test_every_setting_is_in_the_readme() -> None:
     assert "`GROUNDED_CONFIG`" in readme
 
 
-def test_environment_and_config_file_are_both_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_environment_and_config_file_are_both_read(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "grounded.toml"
     config.write_text('collection = "manuals"\n[chunk]\nmax_tokens = 384\noverlap_tokens = 64\n')
     monkeypatch.setenv("GROUNDED_CONFIG", str(config))
     monkeypatch.setenv("GROUNDED_RETRIEVE__K", "7")
     settings = load_settings()
-    assert (settings.collection, settings.chunk.max_tokens, settings.retrieve.k) == ("manuals", 384, 7)
+    assert (settings.collection, settings.chunk.max_tokens, settings.retrieve.k) == (
+        "manuals",
+        384,
+        7,
+    )
     monkeypatch.setenv("GROUNDED_CHUNK__MAX_TOKENS", "512")
     assert load_settings().chunk.max_tokens == 512, "environment wins over the file"
 
@@ -47,7 +53,9 @@ def test_environment_and_config_file_are_both_read(tmp_path, monkeypatch: pytest
         ("GROUNDED_EMBED__BACKEND", "magic", "embed.backend"),
     ],
 )
-def test_bad_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str) -> None:
+def test_bad_settings_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=named):
         load_settings()

@@ -22,7 +22,9 @@ from grounded.settings import Settings, load_settings
 from grounded.types import DocId, Metadata
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
     help="Grounded: answers grounded in your documents, with citations.",
 )
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
@@ -89,8 +91,12 @@ def ingest(
         raise typer.Exit(2)
     metadata = _metadata(meta)
     columns = (
-        TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-        TextColumn("{task.fields[chunks]} chunks"), TextColumn("{task.fields[rate]} chunks/s"),
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[chunks]} chunks"),
+        TextColumn("{task.fields[rate]} chunks/s"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=errors, transient=False) as bar:
@@ -102,9 +108,12 @@ def ingest(
             bar.update(task, completed=done, total=total, chunks=chunks, rate=f"{rate:,.0f}")
 
         settings = _settings(data_dir, collection)
-        report = _run(lambda: settings, lambda rt: rt.ingestor.run(
-            paths, settings.collection, prune=prune, metadata=metadata, progress=progress
-        ))
+        report = _run(
+            lambda: settings,
+            lambda rt: rt.ingestor.run(
+                paths, settings.collection, prune=prune, metadata=metadata, progress=progress
+            ),
+        )
     _print_report(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -113,12 +122,17 @@ def ingest(
 def _print_report(report: Any) -> None:
     table = Table(title="Ingest summary", show_header=False)
     for label, value in (
-        ("added", len(report.added)), ("updated", len(report.updated)),
-        ("unchanged", len(report.unchanged)), ("duplicates dropped", len(report.duplicates)),
-        ("failed", len(report.failed)), ("pruned", len(report.pruned)),
+        ("added", len(report.added)),
+        ("updated", len(report.updated)),
+        ("unchanged", len(report.unchanged)),
+        ("duplicates dropped", len(report.duplicates)),
+        ("failed", len(report.failed)),
+        ("pruned", len(report.pruned)),
         ("ignored (unsupported type)", len(report.ignored)),
-        ("chunks written", report.chunks_written), ("chunks embedded", report.chunks_embedded),
-        ("chunks reused", report.chunks_reused), ("near-identical chunks dropped", report.duplicate_chunks),
+        ("chunks written", report.chunks_written),
+        ("chunks embedded", report.chunks_embedded),
+        ("chunks reused", report.chunks_reused),
+        ("near-identical chunks dropped", report.duplicate_chunks),
         ("seconds", f"{report.seconds:.1f}"),
     ):
         table.add_row(label, str(value))
@@ -136,7 +150,9 @@ def search(
     question: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100)] = 5,
     collection: CollectionOpt = None,
-    source_prefix: Annotated[str | None, typer.Option(help="Only sources starting with this.")] = None,
+    source_prefix: Annotated[
+        str | None, typer.Option(help="Only sources starting with this.")
+    ] = None,
     meta: MetaOpt = None,
     mode: Annotated[str, typer.Option(help="hybrid, dense or keyword.")] = "hybrid",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
@@ -160,19 +176,34 @@ def search(
         return await retriever.search(question, k=k, where=where, mode=mode)  # type: ignore[arg-type]
 
     retrieval = _run(settings, job)
-    items = [{
-        "source": h.source, "section": h.chunk.section_path, "text": h.chunk.text,
-        "score": round(h.score, 6), "doc_id": h.chunk.doc_id, "chunk_id": h.chunk.chunk_id,
-        "title": h.title, "collection": h.collection, "start": h.chunk.start, "end": h.chunk.end,
-        "dense_rank": h.dense_rank, "keyword_rank": h.keyword_rank, "metadata": h.metadata,
-    } for h in retrieval.hits]
+    items = [
+        {
+            "source": h.source,
+            "section": h.chunk.section_path,
+            "text": h.chunk.text,
+            "score": round(h.score, 6),
+            "doc_id": h.chunk.doc_id,
+            "chunk_id": h.chunk.chunk_id,
+            "title": h.title,
+            "collection": h.collection,
+            "start": h.chunk.start,
+            "end": h.chunk.end,
+            "dense_rank": h.dense_rank,
+            "keyword_rank": h.keyword_rank,
+            "metadata": h.metadata,
+        }
+        for h in retrieval.hits
+    ]
     if as_json:
         sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
         return
     if not items:
         console.print("no results")
     for rank, item in enumerate(items, start=1):
-        console.print(f"[bold]{rank}. {item['source']}[/bold] — {item['section']}  [dim](score {item['score']:.4f})[/dim]")
+        console.print(
+            f"[bold]{rank}. {item['source']}[/bold] — {item['section']}  "
+            f"[dim](score {item['score']:.4f})[/dim]"
+        )
         snippet = " ".join(str(item["text"]).split())
         console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
 
@@ -187,7 +218,9 @@ def delete(
 
     async def job(rt: Runtime) -> str | None:
         store = rt.store
-        doc = await store.find_document(rt.settings.collection, target) or await store.get_document(DocId(target))
+        doc = await store.find_document(rt.settings.collection, target) or await store.get_document(
+            DocId(target)
+        )
         if doc is None:
             return None
         await store.delete_document(doc.doc_id)
@@ -214,7 +247,8 @@ def stats(
     if as_json:
         payload = {**result.__dict__} if hasattr(result, "__dict__") else _as_dict(result)
         payload["duplicate_sources"] = [
-            {"source": d.source, "duplicate_of": d.duplicate_of_source, "kind": d.kind} for d in duplicates
+            {"source": d.source, "duplicate_of": d.duplicate_of_source, "kind": d.kind}
+            for d in duplicates
         ]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -223,7 +257,9 @@ def stats(
         table.add_row(field.replace("_", " "), str(value))
     console.print(table)
     for d in duplicates:
-        console.print(f"[yellow]duplicate[/yellow] {d.source} ({d.kind} copy of {d.duplicate_of_source})")
+        console.print(
+            f"[yellow]duplicate[/yellow] {d.source} ({d.kind} copy of {d.duplicate_of_source})"
+        )
 
 
 @app.command()
@@ -243,7 +279,9 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    queries: Annotated[Path, typer.Option("--queries", help="JSONL: query + relevant [{source, section}].")],
+    queries: Annotated[
+        Path, typer.Option("--queries", help="JSONL: query + relevant [{source, section}].")
+    ],
     collection: CollectionOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     data_dir: DataDir = None,
@@ -268,8 +306,14 @@ def eval_retrieval(
     for column in ("mode", "recall@1", "recall@5", "recall@10", "MRR@10", "nDCG@10", "p50 ms"):
         table.add_column(column, justify="right")
     for s in scores:
-        table.add_row(s.mode, *(f"{v:.3f}" for v in (s.recall_at_1, s.recall_at_5, s.recall_at_10,
-                                                      s.mrr_at_10, s.ndcg_at_10)), f"{s.p50_ms:.1f}")
+        table.add_row(
+            s.mode,
+            *(
+                f"{v:.3f}"
+                for v in (s.recall_at_1, s.recall_at_5, s.recall_at_10, s.mrr_at_10, s.ndcg_at_10)
+            ),
+            f"{s.p50_ms:.1f}",
+        )
     console.print(table)
 
 

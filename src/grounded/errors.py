@@ -1,12 +1,12 @@
 """Everything Grounded raises on purpose.
 
-    GroundedError
-    ├── ConfigError          settings that cannot work together
-    ├── InputError           a request or file the user sent is unusable (4xx)
-    │   └── LoadError        one file could not be read or parsed
-    ├── NotFoundError        a document, collection or chunk does not exist (404)
-    ├── StoreError           the store failed or is inconsistent (5xx)
-    └── EmbedderError        the embedding backend failed (5xx)
+GroundedError
+├── ConfigError          settings that cannot work together
+├── InputError           a request or file the user sent is unusable (4xx)
+│   └── LoadError        one file could not be read or parsed
+├── NotFoundError        a document, collection or chunk does not exist (404)
+├── StoreError           the store failed or is inconsistent (5xx)
+└── EmbedderError        the embedding backend failed (5xx)
 """
 
 from __future__ import annotations

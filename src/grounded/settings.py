@@ -24,7 +24,9 @@ from grounded.errors import ConfigError
 
 class ChunkSettings(BaseModel):
     max_tokens: int = Field(
-        256, ge=32, le=8192,
+        256,
+        ge=32,
+        le=8192,
         description="Word pieces per chunk including the heading path and special tokens; "
         "must not exceed the embedder's limit.",
     )
@@ -41,14 +43,18 @@ class ChunkSettings(BaseModel):
 
 class DedupSettings(BaseModel):
     near_duplicate_threshold: float = Field(
-        0.9, gt=0.0, le=1.0,
+        0.9,
+        gt=0.0,
+        le=1.0,
         description="Estimated Jaccard similarity (MinHash over word shingles) at which a "
         "document counts as a near-duplicate of one already stored; 1.0 disables.",
     )
     shingle_words: int = Field(5, ge=1, le=20, description="Words per shingle for MinHash.")
     minhash_permutations: int = Field(128, ge=16, le=512, description="MinHash permutations.")
     chunk_similarity: float = Field(
-        0.98, gt=0.0, le=1.0,
+        0.98,
+        gt=0.0,
+        le=1.0,
         description="Cosine similarity at which a chunk is dropped as a copy of a chunk of "
         "another document; 1.0 disables.",
     )
@@ -56,8 +62,9 @@ class DedupSettings(BaseModel):
 
 class EmbedSettings(BaseModel):
     backend: Literal["onnx", "torch", "openai"] = Field(
-        "onnx", description="onnx (bundled MiniLM through ONNX Runtime), torch, or openai "
-        "(any OpenAI-compatible /v1/embeddings server)."
+        "onnx",
+        description="onnx (bundled MiniLM through ONNX Runtime), torch, or openai "
+        "(any OpenAI-compatible /v1/embeddings server).",
     )
     quantize: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX weights: fp32, or int8 (dynamic, per-channel; faster)."
@@ -67,7 +74,9 @@ class EmbedSettings(BaseModel):
     cache_dir: Path | None = Field(
         None, description="Where exported ONNX models are kept; default DATA_DIR/models."
     )
-    url: str | None = Field(None, description="Base URL of the openai backend, e.g. http://tei:80/v1.")
+    url: str | None = Field(
+        None, description="Base URL of the openai backend, e.g. http://tei:80/v1."
+    )
     model: str = Field("all-MiniLM-L6-v2", description="Model name sent to the openai backend.")
     api_key: SecretStr | None = Field(None, description="Bearer token for the openai backend.")
     dimension: int = Field(384, ge=1, le=8192, description="Vector size of the openai backend.")
@@ -122,7 +131,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".grounded"), description="Where the index and logs live.")
     collection: str = Field(
-        "default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+        "default",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
         description="Collection used when a command names none.",
     )
     chunk: ChunkSettings = Field(default_factory=ChunkSettings)

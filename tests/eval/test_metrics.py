@@ -20,7 +20,9 @@ def test_section_labels_match_their_subsections_only() -> None:
 
 def test_metrics_on_a_known_ranking() -> None:
     relevant = [Relevant("a.md", "A"), Relevant("b.md", "B")]
-    ranked = dedupe_sections([("x.md", "X"), ("a.md", "A > 1"), ("a.md", "A > 1"), ("y.md", "Y"), ("b.md", "B")])
+    ranked = dedupe_sections(
+        [("x.md", "X"), ("a.md", "A > 1"), ("a.md", "A > 1"), ("y.md", "Y"), ("b.md", "B")]
+    )
     judged = judge(ranked, relevant)
     assert judged == [None, 0, None, 1]
     assert recall_at(judged, 2, 1) == 0.0

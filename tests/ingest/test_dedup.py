@@ -32,7 +32,9 @@ def test_exact_copy_is_found_even_with_different_whitespace_and_case() -> None:
 def test_near_copy_is_found_and_a_different_policy_is_not() -> None:
     idx = index()
     add(idx, "a", "returns.md", POLICY * 6)
-    near = (POLICY * 6).replace("Gift cards are not returnable.", "Gift cards can't be returned.", 1)
+    near = (POLICY * 6).replace(
+        "Gift cards are not returnable.", "Gift cards can't be returned.", 1
+    )
     found = idx.find(DocId("b"), content_hash(near), idx.signature(near))
     assert found is not None and found.kind == "near"
     different = POLICY.replace("30 days", "45 days").replace("14 days", "21 days") + (

@@ -22,7 +22,8 @@ def sections(path: Path) -> dict[str, str]:
 def test_markdown_headings_lists_tables_and_front_matter(tmp_path: Path) -> None:
     path = tmp_path / "returns.md"
     path.write_text(
-        "---\ntitle: Returns\nproduct: laptop\n---\n# Returns\n\nIntro with **bold** and a [link](x).\n\n"
+        "---\ntitle: Returns\nproduct: laptop\n---\n"
+        "# Returns\n\nIntro with **bold** and a [link](x).\n\n"
         "## Electronics\n\n### Laptops\n\n- 30 days\n- 15% fee if opened\n\n"
         "| Category | Days |\n|---|---|\n| Phones | 14 |\n\n```\ncode block\n```\n",
         encoding="utf-8",
@@ -35,7 +36,7 @@ def test_markdown_headings_lists_tables_and_front_matter(tmp_path: Path) -> None
     assert "code block" in laptops
     assert doc.title == "Returns" and doc.metadata == {"title": "Returns", "product": "laptop"}
     for section in doc.sections:
-        assert doc.text[section.start:section.end] == section.text
+        assert doc.text[section.start : section.end] == section.text
 
 
 def test_html_drops_navigation_cookie_banners_and_footers(tmp_path: Path) -> None:
@@ -69,8 +70,13 @@ def make_pdf(path: Path, pages: int = 3) -> None:
         pdf.set_font("Helvetica", "B", 15)
         pdf.multi_cell(0, 8, "Battery and charging", new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 10)
-        pdf.multi_cell(0, 5, "The battery holds 72 Wh. It charges to 80% in 45 minutes "
-                              "with the 65 W adapter.", new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            0,
+            5,
+            "The battery holds 72 Wh. It charges to 80% in 45 minutes with the 65 W adapter.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
         pdf.ln(4)
         pdf.multi_cell(0, 5, "A second paragraph about care.", new_x="LMARGIN", new_y="NEXT")
         pdf.set_auto_page_break(auto=False)
@@ -97,10 +103,18 @@ def test_pdf_headings_by_font_size_and_page_furniture_removed(tmp_path: Path) ->
 def test_jsonl_loads_good_records_and_reports_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "faq.jsonl"
     lines = [
-        json.dumps({"id": "q1", "title": "Refunds", "text": "Refunds take 5-7 days.", "lang": "en"}),
+        json.dumps(
+            {"id": "q1", "title": "Refunds", "text": "Refunds take 5-7 days.", "lang": "en"}
+        ),
         "{not json",
-        json.dumps({"id": "q3", "text": "# Warranty\n\nTwo years.", "format": "markdown",
-                    "metadata": {"product": "laptop"}}),
+        json.dumps(
+            {
+                "id": "q3",
+                "text": "# Warranty\n\nTwo years.",
+                "format": "markdown",
+                "metadata": {"product": "laptop"},
+            }
+        ),
         json.dumps({"id": "q4", "text": ""}),
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -126,7 +140,9 @@ def test_jsonl_loads_good_records_and_reports_bad_lines(tmp_path: Path) -> None:
         ("image.png", b"\x89PNG", "unsupported file type"),
     ],
 )
-def test_bad_files_fail_with_a_plain_reason(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
+def test_bad_files_fail_with_a_plain_reason(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(LoadError, match=reason):
@@ -142,6 +158,8 @@ def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
 
 def test_unicode_is_normalised(tmp_path: Path) -> None:
     path = tmp_path / "u.txt"
-    path.write_text("The ﬁle is ＡＢＣ\u00a0\u00a0spaced\ttabs.\r\n\r\n\r\n\r\nNext.", encoding="utf-8")
+    path.write_text(
+        "The ﬁle is ＡＢＣ\u00a0\u00a0spaced\ttabs.\r\n\r\n\r\n\r\nNext.", encoding="utf-8"
+    )
     doc = load_file(path, "u.txt", MB).documents[0]
     assert doc.text == "The file is ABC spaced tabs.\n\nNext."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from grounded.ingest.embedders.minilm import tokenizer_file
@@ -51,11 +53,11 @@ def test_offsets_point_at_the_chunk_text_and_neighbours_overlap() -> None:
     doc = long_doc()
     chunks = Splitter(TOKENIZER, 256, 38).split(doc, "d1")  # type: ignore[arg-type]
     for chunk in chunks:
-        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert doc.text[chunk.start : chunk.end] == chunk.text
     laptop = [c for c in chunks if c.section[-1] == "Laptops"]
-    for before, after in zip(laptop, laptop[1:], strict=False):
+    for before, after in itertools.pairwise(laptop):
         assert after.start < before.end, "consecutive chunks share text"
-        shared = counted(doc.text[after.start:before.end]) - 2
+        shared = counted(doc.text[after.start : before.end]) - 2
         assert 0 < shared <= 38
 
 
@@ -65,7 +67,7 @@ def test_sentence_longer_than_the_budget_is_cut_without_losing_text() -> None:
     chunks = Splitter(TOKENIZER, 128, 16).split(doc, "d1")  # type: ignore[arg-type]
     assert len(chunks) > 5
     assert all(c.token_count <= 128 for c in chunks)
-    covered = "".join(doc.text[c.start:c.end] for c in chunks)
+    covered = "".join(doc.text[c.start : c.end] for c in chunks)
     for i in (0, 450, 899):
         assert f"word{i}" in covered
 

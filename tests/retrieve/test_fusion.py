@@ -32,9 +32,9 @@ def hit(chunk_id: str, doc: str, section: tuple[str, ...], start: int, end: int)
 def test_collapse_keeps_the_best_of_overlapping_chunks_of_one_section() -> None:
     hits = [
         hit("a2", "d", ("S",), 900, 1800),
-        hit("a1", "d", ("S",), 0, 1000),       # overlaps a2: dropped
-        hit("b", "d", ("T",), 950, 1700),      # other section: kept
-        hit("a3", "d", ("S",), 1800, 2600),    # touches a2 only at the boundary: kept
-        hit("e", "other", ("S",), 0, 1000),    # other document: kept
+        hit("a1", "d", ("S",), 0, 1000),  # overlaps a2: dropped
+        hit("b", "d", ("T",), 950, 1700),  # other section: kept
+        hit("a3", "d", ("S",), 1800, 2600),  # touches a2 only at the boundary: kept
+        hit("e", "other", ("S",), 0, 1000),  # other document: kept
     ]
     assert [h.chunk.chunk_id for h in collapse_overlapping(hits)] == ["a2", "b", "a3", "e"]

@@ -24,20 +24,37 @@ def unit(seed: int) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def document(doc_id: str, source: str, chunks: int, collection: str = "default", **meta: object) -> Document:
+def document(
+    doc_id: str, source: str, chunks: int, collection: str = "default", **meta: object
+) -> Document:
     return Document(
-        doc_id=DocId(doc_id), collection=collection, source=source, uri=f"/corpus/{source}",
-        title=source.title(), format="markdown", content_hash=f"hash-{doc_id}-{chunks}",
-        ingested_at=time.time(), chunk_count=chunks, metadata=dict(meta),  # type: ignore[arg-type]
+        doc_id=DocId(doc_id),
+        collection=collection,
+        source=source,
+        uri=f"/corpus/{source}",
+        title=source.title(),
+        format="markdown",
+        content_hash=f"hash-{doc_id}-{chunks}",
+        ingested_at=time.time(),
+        chunk_count=chunks,
+        metadata=dict(meta),  # type: ignore[arg-type]
     )
 
 
-def chunks_for(doc_id: str, texts: list[str], seeds: list[int], section: tuple[str, ...] = ("Policy",)) -> list[EmbeddedChunk]:
+def chunks_for(
+    doc_id: str, texts: list[str], seeds: list[int], section: tuple[str, ...] = ("Policy",)
+) -> list[EmbeddedChunk]:
     out = []
     for i, (text, seed) in enumerate(zip(texts, seeds, strict=True)):
         chunk = Chunk(
-            chunk_id=ChunkId(f"{doc_id}-c{i}"), doc_id=DocId(doc_id), ordinal=i, text=text,
-            section=section, start=i * 100, end=i * 100 + len(text), token_count=len(text.split()),
+            chunk_id=ChunkId(f"{doc_id}-c{i}"),
+            doc_id=DocId(doc_id),
+            ordinal=i,
+            text=text,
+            section=section,
+            start=i * 100,
+            end=i * 100 + len(text),
+            token_count=len(text.split()),
             content_hash=f"h-{doc_id}-{seed}",
         )
         out.append(EmbeddedChunk(chunk, unit(seed)))
@@ -49,14 +66,26 @@ async def seeded(open_store: OpenStore) -> Store:
     await store.bind_embedder("test-embedder", DIM)
     await store.write_document(
         document("laptops", "returns/laptops.md", 2, product="laptop", public=True),
-        chunks_for("laptops", ["Laptops can be returned within 30 days.",
-                               "Opened laptops carry a 15% restocking fee."], [1, 2]), None)
+        chunks_for(
+            "laptops",
+            [
+                "Laptops can be returned within 30 days.",
+                "Opened laptops carry a 15% restocking fee.",
+            ],
+            [1, 2],
+        ),
+        None,
+    )
     await store.write_document(
         document("phones", "returns/phones.md", 1, product="phone", public=False),
-        chunks_for("phones", ["Phones can be returned within 14 days."], [3]), None)
+        chunks_for("phones", ["Phones can be returned within 14 days."], [3]),
+        None,
+    )
     await store.write_document(
         document("tents", "warranty/tents.md", 1, collection="outdoor", product="tent"),
-        chunks_for("tents", ["Tents carry a 5 year warranty."], [4]), None)
+        chunks_for("tents", ["Tents carry a 5 year warranty."], [4]),
+        None,
+    )
     return store
 
 
@@ -69,7 +98,9 @@ class StoreContract:
         assert await store.get_document(doc.doc_id) == doc
         listed = await store.list_documents("default")
         assert [d.source for d in listed] == ["returns/laptops.md", "returns/phones.md"]
-        assert [d.source for d in await store.list_documents(source_prefix="warranty/")] == ["warranty/tents.md"]
+        assert [d.source for d in await store.list_documents(source_prefix="warranty/")] == [
+            "warranty/tents.md"
+        ]
         assert await store.find_document("outdoor", "returns/laptops.md") is None
         await store.close()
 
@@ -90,16 +121,29 @@ class StoreContract:
     async def test_heading_path_is_keyword_indexed(self, open_store: OpenStore) -> None:
         store = await open_store()
         await store.bind_embedder("test-embedder", DIM)
-        await store.write_document(document("x", "x.md", 1), chunks_for(
-            "x", ["Thirty days."], [9], section=("Returns", "Camcorders")), None)
-        assert [s.chunk_id for s in await store.keyword_search("camcorders", 5, SearchFilter())] == ["x-c0"]
+        await store.write_document(
+            document("x", "x.md", 1),
+            chunks_for("x", ["Thirty days."], [9], section=("Returns", "Camcorders")),
+            None,
+        )
+        assert [
+            s.chunk_id for s in await store.keyword_search("camcorders", 5, SearchFilter())
+        ] == ["x-c0"]
         await store.close()
 
     async def test_hostile_query_text_is_data_not_syntax(self, open_store: OpenStore) -> None:
         store = await seeded(open_store)
-        for text in ('laptops" OR "phones', "NEAR(a b) AND * ^ : -", "'; DROP TABLE chunks; --", '"""', "()"):
+        for text in (
+            'laptops" OR "phones',
+            "NEAR(a b) AND * ^ : -",
+            "'; DROP TABLE chunks; --",
+            '"""',
+            "()",
+        ):
             await store.keyword_search(text, 5, SearchFilter())
-            await store.dense_search(unit(1), 5, SearchFilter(source_prefix=text, metadata={"product": text}))
+            await store.dense_search(
+                unit(1), 5, SearchFilter(source_prefix=text, metadata={"product": text})
+            )
         assert (await store.stats()).chunks == 4
         with pytest.raises(InputError):
             await store.dense_search(unit(1), 5, SearchFilter(metadata={'a") OR 1=1 --': "x"}))
@@ -116,7 +160,10 @@ class StoreContract:
         ]
         for where, expected in cases:
             dense = {s.chunk_id for s in await store.dense_search(unit(4), 10, where)}
-            keyword = {s.chunk_id for s in await store.keyword_search("returned warranty fee days", 10, where)}
+            keyword = {
+                s.chunk_id
+                for s in await store.keyword_search("returned warranty fee days", 10, where)
+            }
             assert dense == expected, where
             assert keyword <= expected and (keyword or not expected), where
         await store.close()
@@ -125,7 +172,9 @@ class StoreContract:
         store = await seeded(open_store)
         await store.write_document(
             document("laptops", "returns/laptops.md", 1),
-            chunks_for("laptops", ["Laptops now have a 45 day window."], [7]), None)
+            chunks_for("laptops", ["Laptops now have a 45 day window."], [7]),
+            None,
+        )
         hits = await store.keyword_search("restocking", 5, SearchFilter())
         assert hits == []
         dense = await store.dense_search(unit(2), 10, SearchFilter())
@@ -138,7 +187,9 @@ class StoreContract:
         assert await store.delete_document(DocId("phones"))
         assert not await store.delete_document(DocId("phones"))
         assert await store.get_document(DocId("phones")) is None
-        assert "phones-c0" not in {s.chunk_id for s in await store.dense_search(unit(3), 10, SearchFilter())}
+        assert "phones-c0" not in {
+            s.chunk_id for s in await store.dense_search(unit(3), 10, SearchFilter())
+        }
         assert await store.keyword_search("phones", 5, SearchFilter()) == []
         assert await store.hits([ChunkId("phones-c0")]) == {}
         await store.close()
@@ -158,7 +209,9 @@ class StoreContract:
         np.testing.assert_allclose(found["h-laptops-2"], unit(2), atol=1e-6)
         await store.close()
 
-    async def test_similar_chunks_only_across_documents_in_one_collection(self, open_store: OpenStore) -> None:
+    async def test_similar_chunks_only_across_documents_in_one_collection(
+        self, open_store: OpenStore
+    ) -> None:
         store = await seeded(open_store)
         queries = np.stack([unit(1), unit(4), unit(99)])
         found = await store.similar_chunks(queries, "default", DocId("other"), 0.99)
@@ -166,35 +219,48 @@ class StoreContract:
         assert await store.similar_chunks(queries[:1], "default", DocId("laptops"), 0.99) == [None]
         await store.close()
 
-    async def test_copied_chunks_stay_hidden_until_their_original_goes(self, open_store: OpenStore) -> None:
+    async def test_copied_chunks_stay_hidden_until_their_original_goes(
+        self, open_store: OpenStore
+    ) -> None:
         store = await seeded(open_store)
         copy = chunks_for("faq", ["Laptops can be returned within 30 days!"], [1])[0]
-        await store.write_document(document("faq", "faq.md", 1), [
-            EmbeddedChunk(copy.chunk, copy.vector, duplicate_of=ChunkId("laptops-c0"))], None)
+        await store.write_document(
+            document("faq", "faq.md", 1),
+            [EmbeddedChunk(copy.chunk, copy.vector, duplicate_of=ChunkId("laptops-c0"))],
+            None,
+        )
         dense = await store.dense_search(unit(1), 10, SearchFilter())
         assert "faq-c0" not in {s.chunk_id for s in dense}
         assert (await store.stats()).duplicate_chunks == 1
         await store.delete_document(DocId("laptops"))
         dense = await store.dense_search(unit(1), 10, SearchFilter())
         assert dense[0].chunk_id == "faq-c0"
-        assert [s.chunk_id for s in await store.keyword_search("returned", 5, SearchFilter(collection="default"))
-                ].count("faq-c0") == 1
+        assert [
+            s.chunk_id
+            for s in await store.keyword_search("returned", 5, SearchFilter(collection="default"))
+        ].count("faq-c0") == 1
         await store.close()
 
     async def test_duplicate_documents_are_recorded(self, open_store: OpenStore) -> None:
         store = await seeded(open_store)
-        record = DuplicateRecord("default", "copy.md", DocId("laptops"), "returns/laptops.md", "near", 1.0)
+        record = DuplicateRecord(
+            "default", "copy.md", DocId("laptops"), "returns/laptops.md", "near", 1.0
+        )
         await store.record_duplicate(record)
         assert await store.duplicates("default") == [record]
         await store.clear_duplicate("default", "copy.md")
         assert await store.duplicates() == []
         await store.close()
 
-    async def test_data_survives_reopen_and_is_seen_by_a_second_handle(self, open_store: OpenStore) -> None:
+    async def test_data_survives_reopen_and_is_seen_by_a_second_handle(
+        self, open_store: OpenStore
+    ) -> None:
         store = await seeded(open_store)
         other = await open_store()
         await other.bind_embedder("test-embedder", DIM)
-        await store.write_document(document("late", "late.md", 1), chunks_for("late", ["Late news."], [42]), None)
+        await store.write_document(
+            document("late", "late.md", 1), chunks_for("late", ["Late news."], [42]), None
+        )
         assert (await other.dense_search(unit(42), 1, SearchFilter()))[0].chunk_id == "late-c0"
         await store.close()
         await other.close()

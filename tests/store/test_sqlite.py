@@ -25,7 +25,9 @@ class TestSqliteStore(StoreContract):
 
 
 @pytest.mark.anyio
-async def test_vector_index_is_rebuilt_when_its_snapshot_is_lost(tmp_path: Path, open_store: OpenStore) -> None:
+async def test_vector_index_is_rebuilt_when_its_snapshot_is_lost(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
     store = await seeded(open_store)
     await store.close()
     snapshots = list((tmp_path / "data" / "vectors").glob("vectors.*.usearch"))
@@ -43,7 +45,9 @@ async def test_snapshot_plus_log_replay_matches_the_database(open_store: OpenSto
     await store.close()  # snapshot written here
     writer = await open_store()
     await writer.bind_embedder("test-embedder", DIM)
-    await writer.write_document(document("new", "new.md", 1), chunks_for("new", ["New."], [50]), None)
+    await writer.write_document(
+        document("new", "new.md", 1), chunks_for("new", ["New."], [50]), None
+    )
     await writer.delete_document(document("phones", "returns/phones.md", 1).doc_id)
     # No close: the snapshot on disk is now behind the log, as after a crash.
     reader = await open_store()

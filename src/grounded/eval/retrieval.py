@@ -46,7 +46,9 @@ def load_queries(path: Path) -> list[LabelledQuery]:
             )
             queries.append(LabelledQuery(str(record["query"]), relevant))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}:{number}: expected {{query, relevant: [{{source, section}}]}}") from exc
+            raise InputError(
+                f"{path}:{number}: expected {{query, relevant: [{{source, section}}]}}"
+            ) from exc
     if not queries:
         raise InputError(f"{path} holds no queries")
     return queries
@@ -66,8 +68,15 @@ async def evaluate(
             ranked = dedupe_sections([(h.source, h.chunk.section_path) for h in retrieval.hits])
             judged = judge(ranked, q.relevant)
             n = len(q.relevant)
-            rows.append((recall_at(judged, n, 1), recall_at(judged, n, 5), recall_at(judged, n, 10),
-                         mrr_at(judged, 10), ndcg_at(judged, n, 10)))
+            rows.append(
+                (
+                    recall_at(judged, n, 1),
+                    recall_at(judged, n, 5),
+                    recall_at(judged, n, 10),
+                    mrr_at(judged, 10),
+                    ndcg_at(judged, n, 10),
+                )
+            )
         means = [statistics.fmean(column) for column in zip(*rows, strict=True)]
         results.append(ModeScores(mode, len(queries), *means, statistics.median(latencies)))
     return results

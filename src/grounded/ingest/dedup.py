@@ -40,7 +40,9 @@ class DuplicateIndex:
         self._shingle_words = shingle_words
         self._permutations = permutations
         self._enabled = threshold < 1.0
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=permutations) if self._enabled else None
+        self._lsh = (
+            MinHashLSH(threshold=threshold, num_perm=permutations) if self._enabled else None
+        )
         self._by_hash: dict[str, tuple[DocId, str]] = {}
         self._sources: dict[DocId, str] = {}
         self._hash_of: dict[DocId, str] = {}
@@ -48,7 +50,7 @@ class DuplicateIndex:
     def signature(self, text: str) -> bytes:
         words = [w.lower() for w in _WORD.findall(text)]
         n = self._shingle_words
-        shingles = {" ".join(words[i:i + n]).encode() for i in range(max(1, len(words) - n + 1))}
+        shingles = {" ".join(words[i : i + n]).encode() for i in range(max(1, len(words) - n + 1))}
         minhash = MinHash(num_perm=self._permutations, scheme=_SCHEME)
         minhash.update_batch(list(shingles))
         return minhash.hashvalues.astype(np.uint64).tobytes()

@@ -60,13 +60,18 @@ class Ingestor:
         self._splitter = splitter
         self._settings = settings
         self._dedup = DuplicateIndex(
-            settings.dedup.near_duplicate_threshold, settings.dedup.shingle_words,
+            settings.dedup.near_duplicate_threshold,
+            settings.dedup.shingle_words,
             settings.dedup.minhash_permutations,
         )
 
     async def run(
-        self, paths: list[Path], collection: str, prune: bool = False,
-        metadata: Metadata | None = None, progress: Progress | None = None,
+        self,
+        paths: list[Path],
+        collection: str,
+        prune: bool = False,
+        metadata: Metadata | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
@@ -77,7 +82,7 @@ class Ingestor:
         )
         files, ignored = discover(paths)
         report.ignored = [str(p) for p in ignored]
-        batch = _Batch(self, collection, report)
+        batch = _Batch(self._store, self._embedder, self._dedup, self._settings, collection, report)
         seen: set[str] = set()
         failed_files: set[str] = set()
         queue: asyncio.Queue[Parsed | None] = asyncio.Queue(maxsize=32)
@@ -108,7 +113,10 @@ class Ingestor:
         return report
 
     async def _produce(
-        self, files: list[SourceFile], collection: str, metadata: Metadata,
+        self,
+        files: list[SourceFile],
+        collection: str,
+        metadata: Metadata,
         queue: asyncio.Queue[Parsed | None],
     ) -> None:
         for file in files:
@@ -126,15 +134,23 @@ class Ingestor:
             if metadata:
                 parsed = _with_metadata(parsed, metadata)
             doc_id = doc_id_for(collection, parsed.source)
-            prepared.append(Prepared(
-                parsed=parsed, doc_id=doc_id, chunks=self._splitter.split(parsed, doc_id),
-                content_hash=content_hash(parsed.text + repr(sorted(parsed.metadata.items()))),
-                minhash=self._dedup.signature(parsed.text),
-            ))
+            prepared.append(
+                Prepared(
+                    parsed=parsed,
+                    doc_id=doc_id,
+                    chunks=self._splitter.split(parsed, doc_id),
+                    content_hash=content_hash(parsed.text + repr(sorted(parsed.metadata.items()))),
+                    minhash=self._dedup.signature(parsed.text),
+                )
+            )
         return Parsed(file, prepared, list(loaded.failures))
 
     async def _prune(
-        self, collection: str, files: list[SourceFile], seen: set[str], failed_files: set[str],
+        self,
+        collection: str,
+        files: list[SourceFile],
+        seen: set[str],
+        failed_files: set[str],
         report: IngestReport,
     ) -> None:
         roots = {str(f.root) for f in files}
@@ -145,8 +161,12 @@ class Ingestor:
             for doc in page:
                 under_root = any(doc.uri.startswith(root.rstrip("/") + "/") for root in roots)
                 source_file = doc.source.split("#", 1)[0]
-                if under_root and doc.source not in seen and doc.uri not in failed_files \
-                        and source_file not in _failed_sources(report):
+                if (
+                    under_root
+                    and doc.source not in seen
+                    and doc.uri not in failed_files
+                    and source_file not in _failed_sources(report)
+                ):
                     stale.append(doc)
         for doc in stale:
             await self._store.delete_document(doc.doc_id)
@@ -160,16 +180,32 @@ def _failed_sources(report: IngestReport) -> set[str]:
 
 def _with_metadata(parsed: ParsedDocument, metadata: Metadata) -> ParsedDocument:
     return ParsedDocument(
-        source=parsed.source, uri=parsed.uri, title=parsed.title, format=parsed.format,
-        text=parsed.text, sections=parsed.sections, metadata={**parsed.metadata, **metadata},
+        source=parsed.source,
+        uri=parsed.uri,
+        title=parsed.title,
+        format=parsed.format,
+        text=parsed.text,
+        sections=parsed.sections,
+        metadata={**parsed.metadata, **metadata},
     )
 
 
 class _Batch:
     """Documents waiting for their chunks to be embedded together."""
 
-    def __init__(self, ingestor: Ingestor, collection: str, report: IngestReport) -> None:
-        self._ingestor = ingestor
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        dedup: DuplicateIndex,
+        settings: Settings,
+        collection: str,
+        report: IngestReport,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._dedup = dedup
+        self._settings = settings
         self._collection = collection
         self._report = report
         self._pending: list[tuple[Prepared, bool]] = []
@@ -177,26 +213,30 @@ class _Batch:
 
     @property
     def full(self) -> bool:
-        return self._chunks >= self._ingestor._settings.ingest.batch_chunks
+        return self._chunks >= self._settings.ingest.batch_chunks
 
     async def offer(self, prepared: Prepared) -> None:
         """Queue a document for writing unless it is unchanged or a duplicate."""
-        store, report = self._ingestor._store, self._report
+        store, report = self._store, self._report
         source = prepared.parsed.source
         existing = await store.find_document(self._collection, source)
         if existing is not None and existing.content_hash == prepared.content_hash:
             report.unchanged.append(source)
             return
         if existing is None:
-            duplicate = self._ingestor._dedup.find(
-                prepared.doc_id, prepared.content_hash, prepared.minhash
-            )
+            duplicate = self._dedup.find(prepared.doc_id, prepared.content_hash, prepared.minhash)
             if duplicate is not None:
                 report.duplicates.append((source, duplicate.source, duplicate.kind))
-                await store.record_duplicate(DuplicateRecord(
-                    self._collection, source, duplicate.doc_id, duplicate.source,
-                    duplicate.kind, time.time(),
-                ))
+                await store.record_duplicate(
+                    DuplicateRecord(
+                        self._collection,
+                        source,
+                        duplicate.doc_id,
+                        duplicate.source,
+                        duplicate.kind,
+                        time.time(),
+                    )
+                )
                 return
         if not prepared.chunks:
             report.failed.append((source, "no text to index after clean-up"))
@@ -204,7 +244,7 @@ class _Batch:
         self._pending.append((prepared, existing is not None))
         self._chunks += len(prepared.chunks)
         # Register now so a near-copy later in this same run is caught too.
-        self._ingestor._dedup.add(prepared.doc_id, source, prepared.content_hash, prepared.minhash)
+        self._dedup.add(prepared.doc_id, source, prepared.content_hash, prepared.minhash)
 
     async def flush(self) -> None:
         if not self._pending:
@@ -215,45 +255,53 @@ class _Batch:
             await self._write(prepared, replaced, vectors)
 
     async def _vectors(self, chunks: list[Chunk]) -> dict[str, np.ndarray]:
-        ingestor, report = self._ingestor, self._report
-        known = await ingestor._store.vectors_by_hash([c.content_hash for c in chunks])
+        report = self._report
+        known = await self._store.vectors_by_hash([c.content_hash for c in chunks])
         missing: dict[str, str] = {}
         for chunk in chunks:
             if chunk.content_hash not in known:
                 missing.setdefault(chunk.content_hash, chunk.embed_text)
-        report.chunks_reused += len(chunks) - sum(
-            1 for c in chunks if c.content_hash in missing
-        )
+        report.chunks_reused += len(chunks) - sum(1 for c in chunks if c.content_hash in missing)
         if missing:
             started = time.perf_counter()
-            matrix = await asyncio.to_thread(ingestor._embedder.embed, list(missing.values()))
+            matrix = await asyncio.to_thread(self._embedder.embed, list(missing.values()))
             report.embed_seconds += time.perf_counter() - started
             report.chunks_embedded += len(missing)
             known.update(zip(missing.keys(), matrix, strict=True))
         return known
 
-    async def _write(self, prepared: Prepared, replaced: bool, vectors: dict[str, np.ndarray]) -> None:
-        ingestor, report = self._ingestor, self._report
+    async def _write(
+        self, prepared: Prepared, replaced: bool, vectors: dict[str, np.ndarray]
+    ) -> None:
+        report = self._report
         matrix = np.stack([vectors[c.content_hash] for c in prepared.chunks])
         copies: list[object] = [None] * len(prepared.chunks)
-        threshold = ingestor._settings.dedup.chunk_similarity
+        threshold = self._settings.dedup.chunk_similarity
         if threshold < 1.0:
-            copies = list(await ingestor._store.similar_chunks(
-                matrix, self._collection, prepared.doc_id, threshold
-            ))
+            copies = list(
+                await self._store.similar_chunks(
+                    matrix, self._collection, prepared.doc_id, threshold
+                )
+            )
         embedded = [
             EmbeddedChunk(chunk, matrix[i], copies[i])  # type: ignore[arg-type]
             for i, chunk in enumerate(prepared.chunks)
         ]
         parsed = prepared.parsed
         document = Document(
-            doc_id=prepared.doc_id, collection=self._collection, source=parsed.source,
-            uri=parsed.uri, title=parsed.title, format=parsed.format,
-            content_hash=prepared.content_hash, ingested_at=time.time(),
-            chunk_count=len(embedded), metadata=parsed.metadata,
+            doc_id=prepared.doc_id,
+            collection=self._collection,
+            source=parsed.source,
+            uri=parsed.uri,
+            title=parsed.title,
+            format=parsed.format,
+            content_hash=prepared.content_hash,
+            ingested_at=time.time(),
+            chunk_count=len(embedded),
+            metadata=parsed.metadata,
         )
-        await ingestor._store.write_document(document, embedded, prepared.minhash)
-        await ingestor._store.clear_duplicate(self._collection, parsed.source)
+        await self._store.write_document(document, embedded, prepared.minhash)
+        await self._store.clear_duplicate(self._collection, parsed.source)
         report.duplicate_chunks += sum(1 for c in copies if c is not None)
         report.chunks_written += len(embedded)
         (report.updated if replaced else report.added).append(parsed.source)

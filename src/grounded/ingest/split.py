@@ -86,7 +86,7 @@ class Splitter:
         return path
 
     def _units(self, text: str, section: Section, budget: int) -> list[Unit]:
-        spans = list(sentence_spans(text[section.start:section.end], section.start))
+        spans = list(sentence_spans(text[section.start : section.end], section.start))
         encodings = self._tokenizer.encode_batch(
             [text[s:e] for s, e in spans], add_special_tokens=False
         )
@@ -100,7 +100,9 @@ class Splitter:
             step = max(1, budget - 1)
             for first in range(0, len(offsets), step):
                 last = min(first + step, len(offsets)) - 1
-                units.append(Unit(start + offsets[first][0], start + offsets[last][1], last - first + 1))
+                units.append(
+                    Unit(start + offsets[first][0], start + offsets[last][1], last - first + 1)
+                )
         return units
 
     def _pack(self, text: str, section: Section, budget: int) -> Iterator[tuple[int, int]]:
@@ -119,7 +121,10 @@ class Splitter:
         carried: list[Unit] = []
         used = 0
         for unit in reversed(previous[1:]):
-            if used + unit.tokens > self.overlap_tokens or used + unit.tokens + incoming.tokens > budget:
+            if (
+                used + unit.tokens > self.overlap_tokens
+                or used + unit.tokens + incoming.tokens > budget
+            ):
                 break
             carried.insert(0, unit)
             used += unit.tokens
@@ -129,8 +134,12 @@ class Splitter:
         self, doc: ParsedDocument, doc_id: DocId, spans: list[tuple[tuple[str, ...], int, int]]
     ) -> list[Chunk]:
         texts = [doc.text[s:e] for _, s, e in spans]
-        embed_texts = [self._heading_text(path) + text for (path, _, _), text in zip(spans, texts, strict=True)]
-        counts = [len(e.ids) for e in self._tokenizer.encode_batch(embed_texts, add_special_tokens=True)]
+        embed_texts = [
+            self._heading_text(path) + text for (path, _, _), text in zip(spans, texts, strict=True)
+        ]
+        counts = [
+            len(e.ids) for e in self._tokenizer.encode_batch(embed_texts, add_special_tokens=True)
+        ]
         seen: dict[str, int] = {}
         chunks: list[Chunk] = []
         for ordinal, ((path, start, end), text, embed_text, count) in enumerate(
@@ -139,9 +148,17 @@ class Splitter:
             content_hash = hashlib.sha256(embed_text.encode()).hexdigest()[:32]
             occurrence = seen.get(content_hash, 0)
             seen[content_hash] = occurrence + 1
-            chunks.append(Chunk(
-                chunk_id=chunk_id_for(doc_id, content_hash, occurrence), doc_id=doc_id,
-                ordinal=ordinal, text=text, section=path, start=start, end=end,
-                token_count=count, content_hash=content_hash,
-            ))
+            chunks.append(
+                Chunk(
+                    chunk_id=chunk_id_for(doc_id, content_hash, occurrence),
+                    doc_id=doc_id,
+                    ordinal=ordinal,
+                    text=text,
+                    section=path,
+                    start=start,
+                    end=end,
+                    token_count=count,
+                    content_hash=content_hash,
+                )
+            )
         return chunks

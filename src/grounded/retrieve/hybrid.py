@@ -30,7 +30,10 @@ class Retriever:
         self._settings = settings
 
     async def search(
-        self, question: str, k: int | None = None, where: SearchFilter | None = None,
+        self,
+        question: str,
+        k: int | None = None,
+        where: SearchFilter | None = None,
         mode: Mode = "hybrid",
     ) -> Retrieval:
         k = k or self._settings.k
@@ -51,10 +54,13 @@ class Retriever:
         keyword_rank = {s.chunk_id: i for i, s in enumerate(keyword, start=1)}
         ranked = [
             dataclasses.replace(
-                details[chunk_id], score=score,
-                dense_rank=dense_rank.get(chunk_id), keyword_rank=keyword_rank.get(chunk_id),
+                details[chunk_id],
+                score=score,
+                dense_rank=dense_rank.get(chunk_id),
+                keyword_rank=keyword_rank.get(chunk_id),
             )
-            for chunk_id, score in fused if chunk_id in details
+            for chunk_id, score in fused
+            if chunk_id in details
         ]
         if self._settings.collapse:
             ranked = collapse_overlapping(ranked)

@@ -62,8 +62,11 @@ class Store(Protocol):
     async def find_document(self, collection: str, source: str) -> Document | None: ...
 
     async def list_documents(
-        self, collection: str | None = None, source_prefix: str | None = None,
-        limit: int = 100, offset: int = 0,
+        self,
+        collection: str | None = None,
+        source_prefix: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[Document]: ...
 
     async def signatures(self, collection: str) -> list[Signature]:

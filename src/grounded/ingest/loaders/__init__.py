@@ -12,7 +12,13 @@ from grounded.ingest.loaders.pdf import PdfLoader
 from grounded.ingest.loaders.protocol import Loaded, Loader
 from grounded.ingest.loaders.text import TextLoader
 
-LOADERS: tuple[Loader, ...] = (MarkdownLoader(), HtmlLoader(), TextLoader(), PdfLoader(), JsonlLoader())
+LOADERS: tuple[Loader, ...] = (
+    MarkdownLoader(),
+    HtmlLoader(),
+    TextLoader(),
+    PdfLoader(),
+    JsonlLoader(),
+)
 _BY_SUFFIX = {suffix: loader for loader in LOADERS for suffix in loader.suffixes}
 
 __all__ = ["Loaded", "Loader", "is_supported", "load_file"]

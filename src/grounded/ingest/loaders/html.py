@@ -28,10 +28,37 @@ _BOILERPLATE = re.compile(
 )
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _LEAF_BLOCKS = {
-    "p", "li", "pre", "blockquote", "dt", "dd", "figcaption", "caption", "address",
-    "div", "section", "article", "main", "body", "td", "th", "summary", "details",
+    "p",
+    "li",
+    "pre",
+    "blockquote",
+    "dt",
+    "dd",
+    "figcaption",
+    "caption",
+    "address",
+    "div",
+    "section",
+    "article",
+    "main",
+    "body",
+    "td",
+    "th",
+    "summary",
+    "details",
 }
-_BLOCK_TAGS = {*_LEAF_BLOCKS, *_HEADINGS, "tr", "table", "thead", "tbody", "tfoot", "ul", "ol", "dl"}
+_BLOCK_TAGS = {
+    *_LEAF_BLOCKS,
+    *_HEADINGS,
+    "tr",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "ul",
+    "ol",
+    "dl",
+}
 _BLOCK_SELECTOR = ", ".join(sorted(_BLOCK_TAGS))
 
 
@@ -112,5 +139,10 @@ def parse_html(raw: str, source: str, uri: str) -> ParsedDocument:
         raise LoadError("no text in the HTML after removing navigation and scripts")
     title = first_heading(blocks) or page_title or title_from_source(source)
     return ParsedDocument(
-        source=source, uri=uri, title=title, format="html", text=text, sections=sections,
+        source=source,
+        uri=uri,
+        title=title,
+        format="html",
+        text=text,
+        sections=sections,
     )

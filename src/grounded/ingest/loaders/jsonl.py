@@ -54,8 +54,13 @@ def parse_record(record: object, source: str, uri: str) -> ParsedDocument:
     else:
         raise LoadError(f"unknown format {fmt!r} (use text, markdown or html)")
     return ParsedDocument(
-        source=doc.source, uri=doc.uri, title=title or doc.title, format=f"jsonl/{doc.format}",
-        text=doc.text, sections=doc.sections, metadata={**doc.metadata, **meta},
+        source=doc.source,
+        uri=doc.uri,
+        title=title or doc.title,
+        format=f"jsonl/{doc.format}",
+        text=doc.text,
+        sections=doc.sections,
+        metadata={**doc.metadata, **meta},
     )
 
 
@@ -73,7 +78,9 @@ class JsonlLoader:
                 record = json.loads(line)
                 record_id = str(record.get("id", number)) if isinstance(record, dict) else ""
                 if not _ID.match(record_id):
-                    raise LoadError(f"id {record_id[:40]!r} has characters outside A-Z a-z 0-9 _.:/-")
+                    raise LoadError(
+                        f"id {record_id[:40]!r} has characters outside A-Z a-z 0-9 _.:/-"
+                    )
                 record_source = f"{source}#{record_id}"
                 if record_source in seen:
                     raise LoadError(f"id {record_id!r} appears twice in the file")

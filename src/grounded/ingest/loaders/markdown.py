@@ -24,9 +24,7 @@ def inline_text(token: Token) -> str:
     for child in token.children or []:
         if child.type in ("softbreak", "hardbreak"):
             parts.append("\n" if child.type == "hardbreak" else " ")
-        elif child.type in ("text", "code_inline", "html_inline"):
-            parts.append(child.content)
-        elif child.type == "image":
+        elif child.type in ("text", "code_inline", "html_inline") or child.type == "image":
             parts.append(child.content)
     return "".join(parts)
 
@@ -73,7 +71,7 @@ def split_front_matter(text: str) -> tuple[str, Metadata]:
         key, sep, value = line.partition(":")
         if sep and key.strip():
             meta[key.strip()] = value.strip().strip("\"'")
-    return text[match.end():], meta
+    return text[match.end() :], meta
 
 
 class MarkdownLoader:
@@ -92,6 +90,11 @@ def parse_markdown(raw: str, source: str, uri: str, meta: Metadata | None = None
     metadata = {**front, **(meta or {})}
     title = str(front.get("title") or first_heading(blocks) or title_from_source(source))
     return ParsedDocument(
-        source=source, uri=uri, title=title, format="markdown",
-        text=text, sections=sections, metadata=metadata,
+        source=source,
+        uri=uri,
+        title=title,
+        format="markdown",
+        text=text,
+        sections=sections,
+        metadata=metadata,
     )

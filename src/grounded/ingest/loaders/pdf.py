@@ -51,7 +51,10 @@ def _make_line(words: list[dict[str, object]], page_no: int, height: float) -> L
     top = min(float(w["top"]) for w in words)  # type: ignore[arg-type]
     bottom = max(float(w["bottom"]) for w in words)  # type: ignore[arg-type]
     return Line(
-        page=page_no, top=top, bottom=bottom, size=size,
+        page=page_no,
+        top=top,
+        bottom=bottom,
+        size=size,
         text=" ".join(str(w["text"]) for w in words),
         margin=bottom < height * 0.08 or top > height * 0.92,
     )
@@ -89,12 +92,19 @@ def lines_to_blocks(lines: list[Line], pages: int) -> list[Block]:
             paragraph.clear()
 
     for line in lines:
-        if line.size < body_size - 1.0 or (line.margin and line.size <= body_size and _DIGITS.sub("#", line.text) in furniture):
+        if line.size < body_size - 1.0 or (
+            line.margin and line.size <= body_size and _DIGITS.sub("#", line.text) in furniture
+        ):
             continue
         if line.size in level_of:
             end_paragraph()
-            if blocks and blocks[-1].level == level_of[line.size] and previous is not None \
-                    and previous.size == line.size and line.top - previous.bottom < line.size:
+            if (
+                blocks
+                and blocks[-1].level == level_of[line.size]
+                and previous is not None
+                and previous.size == line.size
+                and line.top - previous.bottom < line.size
+            ):
                 blocks[-1] = heading(f"{blocks[-1].text} {line.text}", blocks[-1].level)
             else:
                 blocks.append(heading(line.text, level_of[line.size]))
@@ -112,10 +122,7 @@ def _join_lines(lines: list[str]) -> str:
     text = lines[0]
     for line in lines[1:]:
         # Re-join words hyphenated across a line break ("instal-" + "lation").
-        if text.endswith("-") and line[:1].islower():
-            text = text[:-1] + line
-        else:
-            text = f"{text} {line}"
+        text = text[:-1] + line if text.endswith("-") and line[:1].islower() else f"{text} {line}"
     return text
 
 
@@ -133,10 +140,17 @@ class PdfLoader:
         if not sections:
             raise LoadError("PDF has no extractable text (scanned images need OCR first)")
         title = meta_title or first_heading(blocks) or title_from_source(source)
-        return [ParsedDocument(
-            source=source, uri=uri, title=title, format="pdf", text=text, sections=sections,
-            metadata={"pages": pages},
-        )]
+        return [
+            ParsedDocument(
+                source=source,
+                uri=uri,
+                title=title,
+                format="pdf",
+                text=text,
+                sections=sections,
+                metadata={"pages": pages},
+            )
+        ]
 
 
 def _read_pdf(data: bytes) -> tuple[list[Line], int, str]:

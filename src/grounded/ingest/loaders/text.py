@@ -33,6 +33,10 @@ def parse_text(raw: str, source: str, uri: str, title: str | None = None) -> Par
     if not sections:
         raise LoadError("no text after clean-up")
     return ParsedDocument(
-        source=source, uri=uri, title=title or title_from_source(source),
-        format="text", text=text, sections=sections,
+        source=source,
+        uri=uri,
+        title=title or title_from_source(source),
+        format="text",
+        text=text,
+        sections=sections,
     )

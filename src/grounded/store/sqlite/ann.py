@@ -37,8 +37,12 @@ class VectorIndex:
 
     def _new_index(self) -> Index:
         return Index(
-            ndim=self._dimension, metric="cos", dtype="f32",
-            connectivity=16, expansion_add=128, expansion_search=self._expansion_search,
+            ndim=self._dimension,
+            metric="cos",
+            dtype="f32",
+            connectivity=16,
+            expansion_add=128,
+            expansion_search=self._expansion_search,
         )
 
     def __len__(self) -> int:
@@ -55,7 +59,9 @@ class VectorIndex:
                     index = self._new_index()
                     index.load(str(path))
                 except (RuntimeError, ValueError, OSError) as exc:
-                    log.warning("vector snapshot %s unreadable (%s); trying an older one", path, exc)
+                    log.warning(
+                        "vector snapshot %s unreadable (%s); trying an older one", path, exc
+                    )
                     continue
                 if index.ndim == self._dimension:
                     self._index, self.watermark = index, seq
@@ -80,7 +86,8 @@ class VectorIndex:
                 self._rebuild(conn)
                 return
             changes = conn.execute(
-                "SELECT seq, chunk_key, op FROM ann_log WHERE seq > ? ORDER BY seq", (self.watermark,)
+                "SELECT seq, chunk_key, op FROM ann_log WHERE seq > ? ORDER BY seq",
+                (self.watermark,),
             ).fetchall()
             if changes:
                 self._replay(conn, changes)
@@ -97,11 +104,12 @@ class VectorIndex:
             self._index.remove(removed)
         added = [k for k, op in final.items() if op > 0]
         for start in range(0, len(added), 10000):
-            batch = added[start:start + 10000]
+            batch = added[start : start + 10000]
             marks = ",".join("?" * len(batch))
             rows = conn.execute(
                 f"SELECT chunk_key, vector FROM chunks WHERE chunk_key IN ({marks}) "
-                "AND duplicate_of IS NULL", batch,
+                "AND duplicate_of IS NULL",
+                batch,
             ).fetchall()
             self._add_rows(rows)
 
@@ -159,13 +167,17 @@ class VectorIndex:
         scores[np.arange(keys.shape[1])[None, :] >= counts] = -np.inf
         return keys, scores
 
-    def exact(self, vector: Matrix, keys: Sequence[int], count: int) -> tuple[np.ndarray, np.ndarray]:
+    def exact(
+        self, vector: Matrix, keys: Sequence[int], count: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Brute force over a subset, for filters that leave few chunks."""
         with self._lock:
             present = [k for k in keys if self._index.contains(k)]
             if not present:
                 return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
-            matrix = np.asarray(self._index.get(np.array(present, dtype=np.uint64)), dtype=np.float32)
+            matrix = np.asarray(
+                self._index.get(np.array(present, dtype=np.uint64)), dtype=np.float32
+            )
         scores = matrix @ vector
         top = np.argsort(-scores)[:count]
         return np.array(present, dtype=np.uint64)[top], scores[top]

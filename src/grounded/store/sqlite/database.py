@@ -42,7 +42,8 @@ class Database:
             schema = resources.files("grounded.store.sqlite").joinpath("schema.sql").read_text()
             conn.executescript(schema)
             conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
             )
         finally:
             conn.close()

@@ -29,26 +29,45 @@ _HIT_COLUMNS = (
 
 def _document(row: Sequence[object]) -> Document:
     return Document(
-        doc_id=DocId(str(row[0])), collection=str(row[1]), source=str(row[2]), uri=str(row[3]),
-        title=str(row[4]), format=str(row[5]), content_hash=str(row[6]),
-        ingested_at=float(row[7]), chunk_count=int(row[8]), metadata=json.loads(str(row[9])),  # type: ignore[arg-type]
+        doc_id=DocId(str(row[0])),
+        collection=str(row[1]),
+        source=str(row[2]),
+        uri=str(row[3]),
+        title=str(row[4]),
+        format=str(row[5]),
+        content_hash=str(row[6]),
+        ingested_at=float(row[7]),
+        chunk_count=int(row[8]),
+        metadata=json.loads(str(row[9])),  # type: ignore[arg-type]
     )
 
 
 def _hit(row: Sequence[object]) -> Hit:
     chunk = Chunk(
-        chunk_id=ChunkId(str(row[0])), doc_id=DocId(str(row[8])), ordinal=int(row[1]),  # type: ignore[call-overload]
-        text=str(row[2]), section=tuple(json.loads(str(row[3]))), start=int(row[4]),  # type: ignore[call-overload]
-        end=int(row[5]), token_count=int(row[6]), content_hash=str(row[7]),  # type: ignore[call-overload]
+        chunk_id=ChunkId(str(row[0])),
+        doc_id=DocId(str(row[8])),
+        ordinal=int(row[1]),  # type: ignore[call-overload]
+        text=str(row[2]),
+        section=tuple(json.loads(str(row[3]))),
+        start=int(row[4]),  # type: ignore[call-overload]
+        end=int(row[5]),
+        token_count=int(row[6]),
+        content_hash=str(row[7]),  # type: ignore[call-overload]
     )
     return Hit(
-        chunk=chunk, source=str(row[9]), title=str(row[10]), collection=str(row[11]),
-        score=0.0, metadata=json.loads(str(row[12])),
+        chunk=chunk,
+        source=str(row[9]),
+        title=str(row[10]),
+        collection=str(row[11]),
+        score=0.0,
+        metadata=json.loads(str(row[12])),
     )
 
 
 class SqliteStore:
-    def __init__(self, data_dir: Path, expansion_search: int = 64, exact_below: int = 20000) -> None:
+    def __init__(
+        self, data_dir: Path, expansion_search: int = 64, exact_below: int = 20000
+    ) -> None:
         self._dir = data_dir
         self._db = Database(data_dir / "grounded.db")
         self._expansion_search = expansion_search
@@ -94,12 +113,18 @@ class SqliteStore:
         return _document(row) if row else None
 
     async def list_documents(
-        self, collection: str | None = None, source_prefix: str | None = None,
-        limit: int = 100, offset: int = 0,
+        self,
+        collection: str | None = None,
+        source_prefix: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[Document]:
         where, params = filter_sql(SearchFilter(collection=collection, source_prefix=source_prefix))
         where = where.replace("c.duplicate_of IS NULL", "1")
-        sql = f"SELECT {_DOC_COLUMNS} FROM documents d WHERE {where} ORDER BY d.source LIMIT ? OFFSET ?"
+        sql = (
+            f"SELECT {_DOC_COLUMNS} FROM documents d WHERE {where} "
+            "ORDER BY d.source LIMIT ? OFFSET ?"
+        )
         rows = await self._db.read(lambda c: c.execute(sql, [*params, limit, offset]).fetchall())
         return [_document(r) for r in rows]
 
@@ -113,8 +138,9 @@ class SqliteStore:
             found: dict[str, Vector] = {}
             unique = list(dict.fromkeys(content_hashes))
             for start in range(0, len(unique), 500):
-                batch = unique[start:start + 500]
-                sql = f"SELECT content_hash, vector FROM chunks WHERE content_hash IN ({','.join('?' * len(batch))})"
+                batch = unique[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                sql = f"SELECT content_hash, vector FROM chunks WHERE content_hash IN ({marks})"
                 for hash_, blob in conn.execute(sql, batch):
                     found[hash_] = np.frombuffer(blob, dtype=np.float32)
             return found
@@ -130,40 +156,74 @@ class SqliteStore:
         await self._sync_vectors()
 
     def _replace(
-        self, conn: sqlite3.Connection, doc: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
+        self,
+        conn: sqlite3.Connection,
+        doc: Document,
+        chunks: Sequence[EmbeddedChunk],
+        minhash: bytes | None,
     ) -> None:
         self._remove(conn, doc.doc_id)
         cursor = conn.execute(
             "INSERT INTO documents (doc_id, collection, source, uri, title, format, content_hash, "
             "ingested_at, chunk_count, metadata, minhash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (doc.doc_id, doc.collection, doc.source, doc.uri, doc.title, doc.format,
-             doc.content_hash, doc.ingested_at, doc.chunk_count, json.dumps(doc.metadata), minhash),
+            (
+                doc.doc_id,
+                doc.collection,
+                doc.source,
+                doc.uri,
+                doc.title,
+                doc.format,
+                doc.content_hash,
+                doc.ingested_at,
+                doc.chunk_count,
+                json.dumps(doc.metadata),
+                minhash,
+            ),
         )
         doc_key = cursor.lastrowid
         conn.executemany(
             "INSERT INTO chunks (chunk_id, doc_key, ordinal, text, section, start_char, end_char, "
             "token_count, content_hash, vector, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [(e.chunk.chunk_id, doc_key, e.chunk.ordinal, e.chunk.text, json.dumps(e.chunk.section),
-              e.chunk.start, e.chunk.end, e.chunk.token_count, e.chunk.content_hash,
-              np.asarray(e.vector, dtype=np.float32).tobytes(), e.duplicate_of) for e in chunks],
+            [
+                (
+                    e.chunk.chunk_id,
+                    doc_key,
+                    e.chunk.ordinal,
+                    e.chunk.text,
+                    json.dumps(e.chunk.section),
+                    e.chunk.start,
+                    e.chunk.end,
+                    e.chunk.token_count,
+                    e.chunk.content_hash,
+                    np.asarray(e.vector, dtype=np.float32).tobytes(),
+                    e.duplicate_of,
+                )
+                for e in chunks
+            ],
         )
         indexed = conn.execute(
-            "SELECT chunk_key, section, text FROM chunks WHERE doc_key = ? AND duplicate_of IS NULL",
+            "SELECT chunk_key, section, text FROM chunks "
+            "WHERE doc_key = ? AND duplicate_of IS NULL",
             (doc_key,),
         ).fetchall()
         conn.executemany(
             "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
             [(key, " ".join(json.loads(section)) + "\n" + text) for key, section, text in indexed],
         )
-        conn.executemany("INSERT INTO ann_log (chunk_key, op) VALUES (?, 1)", [(r[0],) for r in indexed])
+        conn.executemany(
+            "INSERT INTO ann_log (chunk_key, op) VALUES (?, 1)", [(r[0],) for r in indexed]
+        )
 
     def _remove(self, conn: sqlite3.Connection, doc_id: DocId) -> bool:
         row = conn.execute("SELECT doc_key FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         if row is None:
             return False
-        keys = [(k,) for (k,) in conn.execute(
-            "SELECT chunk_key FROM chunks WHERE doc_key = ? AND duplicate_of IS NULL", row
-        )]
+        keys = [
+            (k,)
+            for (k,) in conn.execute(
+                "SELECT chunk_key FROM chunks WHERE doc_key = ? AND duplicate_of IS NULL", row
+            )
+        ]
         conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", keys)
         conn.executemany("INSERT INTO ann_log (chunk_key, op) VALUES (?, -1)", keys)
         self._promote_copies(conn, row[0])
@@ -197,15 +257,25 @@ class SqliteStore:
             await self._db.on_writer(self._vectors.catch_up)
 
     async def record_duplicate(self, record: DuplicateRecord) -> None:
-        await self._db.write(lambda c: c.execute(
-            "INSERT OR REPLACE INTO duplicates VALUES (?,?,?,?,?)",
-            (record.collection, record.source, record.duplicate_of, record.kind, record.detected_at),
-        ))
+        await self._db.write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO duplicates VALUES (?,?,?,?,?)",
+                (
+                    record.collection,
+                    record.source,
+                    record.duplicate_of,
+                    record.kind,
+                    record.detected_at,
+                ),
+            )
+        )
 
     async def clear_duplicate(self, collection: str, source: str) -> None:
-        await self._db.write(lambda c: c.execute(
-            "DELETE FROM duplicates WHERE collection = ? AND source = ?", (collection, source)
-        ))
+        await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM duplicates WHERE collection = ? AND source = ?", (collection, source)
+            )
+        )
 
     async def duplicates(self, collection: str | None = None) -> list[DuplicateRecord]:
         sql = (
@@ -258,7 +328,9 @@ class SqliteStore:
             return await self._ids_for(keys, scores, where, k)
         condition, params = filter_sql(where)
         base = f"FROM chunks c JOIN documents d ON d.doc_key = c.doc_key WHERE {condition}"
-        matching = await self._db.read(lambda c: c.execute(f"SELECT count(*) {base}", params).fetchone()[0])
+        matching = await self._db.read(
+            lambda c: c.execute(f"SELECT count(*) {base}", params).fetchone()[0]
+        )
         if matching == 0:
             return []
         if matching <= self._exact_below:
@@ -284,12 +356,18 @@ class SqliteStore:
         condition, params = filter_sql(where)
         marks = ",".join("?" * len(keys))
         sql = (
-            f"SELECT c.chunk_key, c.chunk_id FROM chunks c JOIN documents d ON d.doc_key = c.doc_key "
+            "SELECT c.chunk_key, c.chunk_id FROM chunks c "
+            "JOIN documents d ON d.doc_key = c.doc_key "
             f"WHERE c.chunk_key IN ({marks}) AND {condition}"
         )
-        rows = await self._db.read(lambda c: dict(c.execute(sql, [*map(int, keys), *params]).fetchall()))
-        ranked = [Scored(ChunkId(rows[int(key)]), float(s)) for key, s in zip(keys, scores, strict=True)
-                  if int(key) in rows]
+        rows = await self._db.read(
+            lambda c: dict(c.execute(sql, [*map(int, keys), *params]).fetchall())
+        )
+        ranked = [
+            Scored(ChunkId(rows[int(key)]), float(s))
+            for key, s in zip(keys, scores, strict=True)
+            if int(key) in rows
+        ]
         return ranked[:k]
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
@@ -309,8 +387,10 @@ class SqliteStore:
         if not chunk_ids:
             return {}
         marks = ",".join("?" * len(chunk_ids))
-        sql = (f"SELECT {_HIT_COLUMNS} FROM chunks c JOIN documents d ON d.doc_key = c.doc_key "
-               f"WHERE c.chunk_id IN ({marks})")
+        sql = (
+            f"SELECT {_HIT_COLUMNS} FROM chunks c JOIN documents d ON d.doc_key = c.doc_key "
+            f"WHERE c.chunk_id IN ({marks})"
+        )
         rows = await self._db.read(lambda c: c.execute(sql, list(chunk_ids)).fetchall())
         return {ChunkId(r[0]): _hit(r) for r in rows}
 
@@ -327,8 +407,11 @@ class SqliteStore:
                 indexed_chunks=one("SELECT count(*) FROM chunks WHERE duplicate_of IS NULL"),
                 duplicate_chunks=one("SELECT count(*) FROM chunks WHERE duplicate_of IS NOT NULL"),
                 duplicate_documents=one("SELECT count(*) FROM duplicates"),
-                collections=dict(conn.execute(
-                    "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
+                collections=dict(
+                    conn.execute(
+                        "SELECT collection, count(*) FROM documents GROUP BY collection"
+                    ).fetchall()
+                ),
                 embedder=meta.get("embedder"),
                 dimension=int(meta["dimension"]) if "dimension" in meta else None,
                 size_bytes=size,
@@ -343,9 +426,13 @@ class SqliteStore:
                 for doc_id, expected, actual in conn.execute(
                     "SELECT d.doc_id, d.chunk_count, count(c.chunk_key) FROM documents d "
                     "LEFT JOIN chunks c ON c.doc_key = d.doc_key GROUP BY d.doc_key "
-                    "HAVING count(c.chunk_key) != d.chunk_count")
+                    "HAVING count(c.chunk_key) != d.chunk_count"
+                )
             ]
-            keys = {k for (k,) in conn.execute("SELECT chunk_key FROM chunks WHERE duplicate_of IS NULL")}
+            keys = {
+                k
+                for (k,) in conn.execute("SELECT chunk_key FROM chunks WHERE duplicate_of IS NULL")
+            }
             fts = {k for (k,) in conn.execute("SELECT rowid FROM chunks_fts")}
             if fts != keys:
                 problems.append(f"keyword index holds {len(fts)} chunks, expected {len(keys)}")
