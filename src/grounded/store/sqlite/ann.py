@@ -171,13 +171,16 @@ class VectorIndex:
         self, vector: Matrix, keys: Sequence[int], count: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Brute force over a subset, for filters that leave few chunks."""
+        wanted = np.asarray(keys, dtype=np.uint64)
         with self._lock:
-            present = [k for k in keys if self._index.contains(k)]
-            if not present:
+            if len(wanted) == 0 or len(self._index) == 0:
                 return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
-            matrix = np.asarray(
-                self._index.get(np.array(present, dtype=np.uint64)), dtype=np.float32
-            )
+            present = wanted[np.asarray(self._index.contains(wanted), dtype=bool)]
+            if len(present) == 0:
+                return present, np.empty(0, dtype=np.float32)
+            # get() hands back one array per key; fine for the small subsets sent here.
+            matrix = np.vstack(self._index.get(present)).astype(np.float32, copy=False)
         scores = matrix @ vector
-        top = np.argsort(-scores)[:count]
-        return np.array(present, dtype=np.uint64)[top], scores[top]
+        top = np.argpartition(-scores, min(count, len(scores) - 1))[:count]
+        top = top[np.argsort(-scores[top])]
+        return present[top], scores[top]

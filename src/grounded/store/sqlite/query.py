@@ -75,9 +75,12 @@ _STOPWORDS = frozenset(
 MAX_TERMS = 32
 
 
-def filter_sql(where: SearchFilter) -> tuple[str, list[object]]:
-    """A condition over aliases ``c`` (chunks) and ``d`` (documents), and its parameters."""
-    clauses = ["c.duplicate_of IS NULL"]
+def filter_sql(where: SearchFilter, documents_only: bool = False) -> tuple[str, list[object]]:
+    """A condition over aliases ``c`` (chunks) and ``d`` (documents), and its parameters.
+
+    With `documents_only` the condition names only ``d`` (copies are then not excluded).
+    """
+    clauses = ["1"] if documents_only else ["c.duplicate_of IS NULL"]
     params: list[object] = []
     if where.collection is not None:
         clauses.append("d.collection = ?")

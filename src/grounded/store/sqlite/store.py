@@ -15,6 +15,7 @@ from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreSta
 from grounded.store.sqlite.ann import VectorIndex
 from grounded.store.sqlite.database import Database
 from grounded.store.sqlite.query import filter_sql, fts_query, is_unfiltered
+from grounded.store.sqlite.writes import remove_document, replace_document
 from grounded.types import ChunkId, DocId, Matrix, Vector
 
 _DOC_COLUMNS = (
@@ -64,9 +65,28 @@ def _hit(row: Sequence[object]) -> Hit:
     )
 
 
+def _ranked_fts(conn: sqlite3.Connection, match: str, k: int) -> list[Scored]:
+    # The FTS table alone ranks fastest; ids are looked up for the top k only.
+    ranked = conn.execute(
+        "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+        "ORDER BY s LIMIT ?",
+        (match, k),
+    ).fetchall()
+    if not ranked:
+        return []
+    marks = ",".join("?" * len(ranked))
+    ids = dict(
+        conn.execute(
+            f"SELECT chunk_key, chunk_id FROM chunks WHERE chunk_key IN ({marks})",
+            [key for key, _ in ranked],
+        ).fetchall()
+    )
+    return [Scored(ChunkId(ids[key]), -float(score)) for key, score in ranked if key in ids]
+
+
 class SqliteStore:
     def __init__(
-        self, data_dir: Path, expansion_search: int = 64, exact_below: int = 20000
+        self, data_dir: Path, expansion_search: int = 128, exact_below: int = 2000
     ) -> None:
         self._dir = data_dir
         self._db = Database(data_dir / "grounded.db")
@@ -119,8 +139,9 @@ class SqliteStore:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Document]:
-        where, params = filter_sql(SearchFilter(collection=collection, source_prefix=source_prefix))
-        where = where.replace("c.duplicate_of IS NULL", "1")
+        where, params = filter_sql(
+            SearchFilter(collection=collection, source_prefix=source_prefix), documents_only=True
+        )
         sql = (
             f"SELECT {_DOC_COLUMNS} FROM documents d WHERE {where} "
             "ORDER BY d.source LIMIT ? OFFSET ?"
@@ -152,103 +173,11 @@ class SqliteStore:
     async def write_document(
         self, document: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
     ) -> None:
-        await self._db.write(lambda conn: self._replace(conn, document, chunks, minhash))
+        await self._db.write(lambda conn: replace_document(conn, document, chunks, minhash))
         await self._sync_vectors()
 
-    def _replace(
-        self,
-        conn: sqlite3.Connection,
-        doc: Document,
-        chunks: Sequence[EmbeddedChunk],
-        minhash: bytes | None,
-    ) -> None:
-        self._remove(conn, doc.doc_id)
-        cursor = conn.execute(
-            "INSERT INTO documents (doc_id, collection, source, uri, title, format, content_hash, "
-            "ingested_at, chunk_count, metadata, minhash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                doc.doc_id,
-                doc.collection,
-                doc.source,
-                doc.uri,
-                doc.title,
-                doc.format,
-                doc.content_hash,
-                doc.ingested_at,
-                doc.chunk_count,
-                json.dumps(doc.metadata),
-                minhash,
-            ),
-        )
-        doc_key = cursor.lastrowid
-        conn.executemany(
-            "INSERT INTO chunks (chunk_id, doc_key, ordinal, text, section, start_char, end_char, "
-            "token_count, content_hash, vector, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    e.chunk.chunk_id,
-                    doc_key,
-                    e.chunk.ordinal,
-                    e.chunk.text,
-                    json.dumps(e.chunk.section),
-                    e.chunk.start,
-                    e.chunk.end,
-                    e.chunk.token_count,
-                    e.chunk.content_hash,
-                    np.asarray(e.vector, dtype=np.float32).tobytes(),
-                    e.duplicate_of,
-                )
-                for e in chunks
-            ],
-        )
-        indexed = conn.execute(
-            "SELECT chunk_key, section, text FROM chunks "
-            "WHERE doc_key = ? AND duplicate_of IS NULL",
-            (doc_key,),
-        ).fetchall()
-        conn.executemany(
-            "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
-            [(key, " ".join(json.loads(section)) + "\n" + text) for key, section, text in indexed],
-        )
-        conn.executemany(
-            "INSERT INTO ann_log (chunk_key, op) VALUES (?, 1)", [(r[0],) for r in indexed]
-        )
-
-    def _remove(self, conn: sqlite3.Connection, doc_id: DocId) -> bool:
-        row = conn.execute("SELECT doc_key FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        if row is None:
-            return False
-        keys = [
-            (k,)
-            for (k,) in conn.execute(
-                "SELECT chunk_key FROM chunks WHERE doc_key = ? AND duplicate_of IS NULL", row
-            )
-        ]
-        conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", keys)
-        conn.executemany("INSERT INTO ann_log (chunk_key, op) VALUES (?, -1)", keys)
-        self._promote_copies(conn, row[0])
-        conn.execute("DELETE FROM chunks WHERE doc_key = ?", row)
-        conn.execute("DELETE FROM documents WHERE doc_key = ?", row)
-        return True
-
-    @staticmethod
-    def _promote_copies(conn: sqlite3.Connection, doc_key: int) -> None:
-        """Chunks dropped as copies of this document's chunks become searchable again."""
-        copies = conn.execute(
-            "SELECT k.chunk_key, k.section, k.text FROM chunks k JOIN chunks o "
-            "ON k.duplicate_of = o.chunk_id WHERE o.doc_key = ? AND k.doc_key != ?",
-            (doc_key, doc_key),
-        ).fetchall()
-        for key, section, text in copies:
-            conn.execute("UPDATE chunks SET duplicate_of = NULL WHERE chunk_key = ?", (key,))
-            conn.execute(
-                "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
-                (key, " ".join(json.loads(section)) + "\n" + text),
-            )
-            conn.execute("INSERT INTO ann_log (chunk_key, op) VALUES (?, 1)", (key,))
-
     async def delete_document(self, doc_id: DocId) -> bool:
-        removed = await self._db.write(lambda conn: self._remove(conn, doc_id))
+        removed = await self._db.write(lambda conn: remove_document(conn, doc_id))
         await self._sync_vectors()
         return removed
 
@@ -326,18 +255,36 @@ class SqliteStore:
         if is_unfiltered(where):
             keys, scores = index.search(query, k)
             return await self._ids_for(keys, scores, where, k)
-        condition, params = filter_sql(where)
-        base = f"FROM chunks c JOIN documents d ON d.doc_key = c.doc_key WHERE {condition}"
-        matching = await self._db.read(
-            lambda c: c.execute(f"SELECT count(*) {base}", params).fetchone()[0]
+        # Every filter is a property of documents, so resolve it on the (small) documents
+        # table first and reach chunks through their document index.
+        condition, params = filter_sql(where, documents_only=True)
+        docs = await self._db.read(
+            lambda c: c.execute(
+                f"SELECT d.doc_key, d.chunk_count FROM documents d WHERE {condition}", params
+            ).fetchall()
         )
+        matching = sum(count for _, count in docs)
         if matching == 0:
             return []
         if matching <= self._exact_below:
-            subset = await self._db.read(
-                lambda c: [r[0] for r in c.execute(f"SELECT c.chunk_key {base}", params)]
-            )
-            keys, scores = index.exact(query, subset, k)
+            doc_keys = [key for key, _ in docs]
+
+            def subset_of(conn: sqlite3.Connection) -> list[int]:
+                keys: list[int] = []
+                for start in range(0, len(doc_keys), 500):
+                    batch = doc_keys[start : start + 500]
+                    marks = ",".join("?" * len(batch))
+                    keys.extend(
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT chunk_key FROM chunks WHERE doc_key IN ({marks}) "
+                            "AND duplicate_of IS NULL",
+                            batch,
+                        )
+                    )
+                return keys
+
+            keys, scores = index.exact(query, await self._db.read(subset_of), k)
             return await self._ids_for(keys, scores, where, k)
         # A broad filter: over-fetch from the graph in proportion to what the filter keeps.
         count = min(len(index), k * max(2, 2 * len(index) // matching))
@@ -374,14 +321,16 @@ class SqliteStore:
         match = fts_query(query)
         if match is None:
             return []
+        if is_unfiltered(where):
+            return await self._db.read(lambda c: _ranked_fts(c, match, k))
         condition, params = filter_sql(where)
         sql = (
-            "SELECT c.chunk_id, f.rank FROM chunks_fts f JOIN chunks c ON c.chunk_key = f.rowid "
-            f"JOIN documents d ON d.doc_key = c.doc_key WHERE chunks_fts MATCH ? AND {condition} "
-            "ORDER BY f.rank LIMIT ?"
+            "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
+            "JOIN chunks c ON c.chunk_key = f.rowid JOIN documents d ON d.doc_key = c.doc_key "
+            f"WHERE chunks_fts MATCH ? AND {condition} ORDER BY s LIMIT ?"
         )
         rows = await self._db.read(lambda c: c.execute(sql, [match, *params, k]).fetchall())
-        return [Scored(ChunkId(chunk_id), -float(rank)) for chunk_id, rank in rows]
+        return [Scored(ChunkId(chunk_id), -float(score)) for chunk_id, score in rows]
 
     async def hits(self, chunk_ids: Sequence[ChunkId]) -> dict[ChunkId, Hit]:
         if not chunk_ids:
