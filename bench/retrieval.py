@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import console, p50, percentile, print_table, save  # noqa: E402
+from _common import console, p50, percentile, print_table, save
 
-from grounded.models import Chunk, Document, EmbeddedChunk, SearchFilter  # noqa: E402
-from grounded.retrieve.fusion import collapse_overlapping, reciprocal_rank_fusion  # noqa: E402
-from grounded.store.sqlite import SqliteStore  # noqa: E402
-from grounded.types import ChunkId, DocId  # noqa: E402
+from grounded.models import Chunk, Document, EmbeddedChunk, SearchFilter
+from grounded.retrieve.fusion import collapse_overlapping, reciprocal_rank_fusion
+from grounded.store.sqlite import SqliteStore
+from grounded.types import ChunkId, DocId
 
 DIM = 384
 PER_DOC = 200
@@ -57,8 +57,9 @@ def texts(n: int, rng: np.random.Generator, vocab: list[str]) -> list[str]:
     return [" ".join(vocab[r] for r in row) for row in ranks]
 
 
-async def build(store: SqliteStore, n: int, rng: np.random.Generator, centres: np.ndarray,
-                vocab: list[str]) -> tuple[np.ndarray, float]:
+async def build(
+    store: SqliteStore, n: int, rng: np.random.Generator, centres: np.ndarray, vocab: list[str]
+) -> tuple[np.ndarray, float]:
     await store.bind_embedder("synthetic", DIM)
     all_vectors = []
     started = time.perf_counter()
@@ -67,11 +68,35 @@ async def build(store: SqliteStore, n: int, rng: np.random.Generator, centres: n
         all_vectors.append(vectors)
         doc_id = DocId(f"doc{doc_no}")
         body = texts(PER_DOC, rng, vocab)
-        chunks = [EmbeddedChunk(Chunk(
-            ChunkId(f"{doc_no}-{i}"), doc_id, i, body[i], (f"Section {i // 10}",), i * 800, i * 800 + 700,
-            200, f"{doc_no}-{i}"), vectors[i]) for i in range(PER_DOC)]
-        document = Document(doc_id, "default", f"doc{doc_no}.md", f"/x/doc{doc_no}.md", "t",
-                            "markdown", str(doc_no), 0.0, PER_DOC, {"shard": doc_no % 10})
+        chunks = [
+            EmbeddedChunk(
+                Chunk(
+                    ChunkId(f"{doc_no}-{i}"),
+                    doc_id,
+                    i,
+                    body[i],
+                    (f"Section {i // 10}",),
+                    i * 800,
+                    i * 800 + 700,
+                    200,
+                    f"{doc_no}-{i}",
+                ),
+                vectors[i],
+            )
+            for i in range(PER_DOC)
+        ]
+        document = Document(
+            doc_id,
+            "default",
+            f"doc{doc_no}.md",
+            f"/x/doc{doc_no}.md",
+            "t",
+            "markdown",
+            str(doc_no),
+            0.0,
+            PER_DOC,
+            {"shard": doc_no % 10},
+        )
         await store.write_document(document, chunks, None)
     return np.concatenate(all_vectors), time.perf_counter() - started
 
@@ -93,8 +118,13 @@ async def measure(n: int, queries: int, hybrid: bool, expansion: int) -> dict[st
             exact = np.argsort(-(matrix @ q))[:10]
             truth = {f"{i // PER_DOC}-{i % PER_DOC}" for i in exact}
             recalls.append(len(truth & {s.chunk_id for s in found}) / 10)
-        result = {"chunks": n, "build_s": build_s, "dense_p50_ms": p50(latencies),
-                  "dense_p99_ms": percentile(latencies, 99), "recall_at_10": float(np.mean(recalls))}
+        result = {
+            "chunks": n,
+            "build_s": build_s,
+            "dense_p50_ms": p50(latencies),
+            "dense_p99_ms": percentile(latencies, 99),
+            "recall_at_10": float(np.mean(recalls)),
+        }
         filtered = []
         for q in query_vectors[:100]:
             started = time.perf_counter()
@@ -106,8 +136,12 @@ async def measure(n: int, queries: int, hybrid: bool, expansion: int) -> dict[st
             for q, text in zip(query_vectors, query_texts, strict=True):
                 started = time.perf_counter()
                 dense, keyword = await asyncio.gather(
-                    store.dense_search(q, 40, SearchFilter()), store.keyword_search(text, 40, SearchFilter()))
-                fused = reciprocal_rank_fusion([[s.chunk_id for s in dense], [s.chunk_id for s in keyword]], [1.0, 1.0])
+                    store.dense_search(q, 40, SearchFilter()),
+                    store.keyword_search(text, 40, SearchFilter()),
+                )
+                fused = reciprocal_rank_fusion(
+                    [[s.chunk_id for s in dense], [s.chunk_id for s in keyword]], [1.0, 1.0]
+                )
                 hits = await store.hits([c for c, _ in fused])
                 collapse_overlapping([hits[c] for c, _ in fused if c in hits])
                 hybrid_ms.append((time.perf_counter() - started) * 1000)
@@ -118,7 +152,9 @@ async def measure(n: int, queries: int, hybrid: bool, expansion: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--hybrid-at", type=int, default=100000)
     parser.add_argument("--queries", type=int, default=300)
@@ -128,12 +164,33 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         console.print(f"building {n:,} chunks …")
         results.append(asyncio.run(measure(n, args.queries, n == args.hybrid_at, args.expansion)))
-    rows = [[r["chunks"], r["build_s"], r["dense_p50_ms"], r["dense_p99_ms"], r["recall_at_10"],
-             r["dense_filtered_10pct_p50_ms"], r.get("hybrid_p50_ms", "-"), r.get("hybrid_p99_ms", "-")]
-            for r in results]
-    print_table(f"Store search (expansion_search={args.expansion}; ms, query embedding excluded)",
-                ["chunks", "build s", "dense p50", "dense p99", "recall@10", "filtered p50",
-                 "hybrid p50", "hybrid p99"], rows)
+    rows = [
+        [
+            r["chunks"],
+            r["build_s"],
+            r["dense_p50_ms"],
+            r["dense_p99_ms"],
+            r["recall_at_10"],
+            r["dense_filtered_10pct_p50_ms"],
+            r.get("hybrid_p50_ms", "-"),
+            r.get("hybrid_p99_ms", "-"),
+        ]
+        for r in results
+    ]
+    print_table(
+        f"Store search (expansion_search={args.expansion}; ms, query embedding excluded)",
+        [
+            "chunks",
+            "build s",
+            "dense p50",
+            "dense p99",
+            "recall@10",
+            "filtered p50",
+            "hybrid p50",
+            "hybrid p99",
+        ],
+        rows,
+    )
     console.print(f"saved {save('retrieval', {'expansion': args.expansion, 'results': results})}")
 
 

@@ -163,3 +163,27 @@ def test_unicode_is_normalised(tmp_path: Path) -> None:
     )
     doc = load_file(path, "u.txt", MB).documents[0]
     assert doc.text == "The file is ABC spaced tabs.\n\nNext."
+
+
+def test_html_reference_page_is_rooted_at_its_title_and_boxes_are_not_sections(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sql-select.html"
+    path.write_text(
+        "<html><head><title>SELECT</title></head><body><div class='navheader'>Prev Up</div>"
+        "<div class='refnamediv'><h2>SELECT</h2><p>retrieve rows</p></div>"
+        "<div class='refsect1'><h2>Parameters</h2>"
+        "<div class='refsect2' id='SQL-FOR-UPDATE-SHARE'><h3>The Locking Clause</h3>"
+        "<p>FOR UPDATE locks rows.</p><div class='note'><h3 class='title'>Note</h3>"
+        "<p>Avoid locking too much.</p></div><p>More about locking.</p></div></div>"
+        "</body></html>",
+        encoding="utf-8",
+    )
+    found = sections(path)
+    assert found["SELECT"] == "retrieve rows"
+    locking = found["SELECT > Parameters > The Locking Clause"]
+    assert (
+        locking
+        == "FOR UPDATE locks rows.\n\nNote:\n\nAvoid locking too much.\n\nMore about locking."
+    )
+    assert not any("Note" in path for path in found)

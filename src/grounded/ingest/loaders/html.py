@@ -21,11 +21,21 @@ _DROP_TAGS = (
     "button, select, dialog, [role=navigation], [role=banner], [role=contentinfo], "
     "[aria-hidden=true], [hidden]"
 )
-_BOILERPLATE = re.compile(
+# Class names are a site's own description of an element, so a boilerplate word anywhere in
+# them counts. Ids also name content anchors ("SQL-FOR-UPDATE-SHARE"), so an id must be
+# nothing but such a word.
+_BOILERPLATE_CLASS = re.compile(
     r"(^|[\s_-])(nav\w*|navbar|menu|breadcrumbs?|cookie\w*|consent|banner|sidebar|footer|header|"
     r"toc|skip|share|social|advert\w*|promo|newsletter)($|[\s_-])",
     re.IGNORECASE,
 )
+_BOILERPLATE_ID = re.compile(
+    r"^(site[_-])?(nav|navbar|navigation|menu|breadcrumbs?|cookies?|cookie[_-](banner|notice)|"
+    r"consent|sidebar|footer|header|banner|toc)$",
+    re.IGNORECASE,
+)
+# Admonition titles ("Note", "Tip") are labels of a box, not sections of the page.
+_ADMONITIONS = {"note", "notes", "tip", "tips", "caution", "warning", "important", "hint"}
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _LEAF_BLOCKS = {
     "p",
@@ -64,8 +74,8 @@ _BLOCK_SELECTOR = ", ".join(sorted(_BLOCK_TAGS))
 
 def _is_boilerplate(node: LexborNode) -> bool:
     attrs = node.attributes
-    marker = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
-    return bool(marker.strip()) and bool(_BOILERPLATE.search(marker))
+    classes, element_id = attrs.get("class") or "", (attrs.get("id") or "").strip()
+    return bool(_BOILERPLATE_CLASS.search(classes)) or bool(_BOILERPLATE_ID.match(element_id))
 
 
 def strip_chrome(root: LexborNode) -> None:
@@ -88,7 +98,11 @@ def _text(node: LexborNode) -> str:
 def walk(node: LexborNode, blocks: list[Block]) -> None:
     tag = node.tag
     if tag in _HEADINGS:
-        blocks.append(heading(_text(node), _HEADINGS[tag]))
+        text = _text(node)
+        if " ".join(text.split()).lower().rstrip(":") in _ADMONITIONS:
+            blocks.append(body(" ".join(text.split()) + ":"))
+        else:
+            blocks.append(heading(text, _HEADINGS[tag]))
     elif tag == "tr":
         cells = [" ".join(_text(c).split()) for c in node.iter() if c.tag in ("td", "th")]
         blocks.append(body(" | ".join(c for c in cells if c)))
@@ -117,6 +131,20 @@ def content_root(tree: LexborHTMLParser) -> LexborNode | None:
     return tree.body
 
 
+def _rooted(blocks: list[Block], page_title: str) -> list[Block]:
+    """Give a page without an <h1> its <title> as the root of every heading path.
+
+    Manuals often set the page name in an <h2> beside "Synopsis" and "Parameters"; without a
+    root those sections would not say which page they belong to.
+    """
+    if not page_title or any(b.level == 1 for b in blocks):
+        return blocks
+    first = next((i for i, b in enumerate(blocks) if b.level), None)
+    if first is not None and " ".join(blocks[first].text.split()) == page_title:
+        blocks = blocks[:first] + blocks[first + 1 :]
+    return [heading(page_title, 1), *blocks]
+
+
 class HtmlLoader:
     suffixes = (".html", ".htm", ".xhtml")
 
@@ -134,6 +162,7 @@ def parse_html(raw: str, source: str, uri: str) -> ParsedDocument:
     strip_chrome(root)
     blocks: list[Block] = []
     walk(root, blocks)
+    blocks = _rooted(blocks, page_title)
     text, sections = assemble(blocks)
     if not sections:
         raise LoadError("no text in the HTML after removing navigation and scripts")
