@@ -263,6 +263,71 @@ def stats(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (GROUNDED_SERVE__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (GROUNDED_SERVE__PORT).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the OpenAI-compatible API and the chat page."""
+    import uvicorn
+
+    from grounded.serve.app import create_app
+
+    try:
+        settings = _settings(data_dir)
+    except GroundedError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    bind_host = host or settings.serve.host
+    bind_port = settings.serve.port if port is None else port
+    errors.print(f"Grounded on http://{bind_host}:{bind_port}/  (API under /v1, docs at /docs)")
+    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="warning")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    model: Annotated[str | None, typer.Option(help="Model name (default: configured).")] = None,
+    k: Annotated[int | None, typer.Option("--k", "-k", min=1, max=20)] = None,
+    collection: CollectionOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Answer a question from the documents, streamed, then list the sources."""
+    from grounded.generate.answer import AnswerRequest, UnknownModelError
+    from grounded.generate.protocol import BackendError
+
+    if not question.strip() or len(question) > 4000:
+        errors.print("[red]error:[/red] the question must be 1-4000 characters")
+        raise typer.Exit(2)
+
+    async def job(rt: Runtime) -> Any:
+        answerer = await rt.answerer()
+        where = SearchFilter(collection=rt.settings.collection)
+        try:
+            answer = await answerer.prepare(AnswerRequest(question, model=model, k=k, where=where))
+        except UnknownModelError as exc:
+            raise InputError(f"{exc}; known: {', '.join(answerer.model_names)}") from None
+        try:
+            async for delta in answer.stream():
+                sys.stdout.write(delta.text)
+                sys.stdout.flush()
+        except BackendError as exc:
+            errors.print(f"\n[red]error:[/red] the model failed mid-answer: {exc}")
+            raise typer.Exit(1) from None
+        sys.stdout.write("\n")
+        return answer
+
+    answer = _run(lambda: _settings(data_dir, collection), job)
+    if answer.degraded:
+        console.print("[yellow](the model was unavailable; this is an extract)[/yellow]")
+    if answer.citations:
+        console.print("\n[bold]Sources[/bold]")
+    for citation in answer.citations:
+        hit = citation.hit
+        console.print(f"  [{citation.number}] {hit.source} — {hit.chunk.section_path}")
+
+
+@app.command()
 def check(data_dir: DataDir = None) -> None:
     """Verify that every index agrees with the stored documents (exit 1 if not)."""
     problems = _run(lambda: _settings(data_dir), lambda rt: rt.store.check())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
+from grounded.generate.answer import Answerer
+from grounded.generate.factory import build_backends
 from grounded.ingest.embedders.factory import build_embedder
 from grounded.ingest.embedders.minilm import tokenizer_file
 from grounded.ingest.embedders.protocol import Embedder
 from grounded.ingest.pipeline import Ingestor
 from grounded.ingest.split import Splitter, load_tokenizer
+from grounded.observe.requestlog import RequestLog
 from grounded.retrieve.hybrid import Retriever
 from grounded.retrieve.query_embedding import QueryEmbedder
 from grounded.settings import Settings
@@ -20,6 +23,7 @@ from grounded.store.protocol import Store
 @dataclass
 class Runtime:
     settings: Settings
+    _answerer: Answerer | None = field(default=None, init=False)
 
     @cached_property
     def store(self) -> Store:
@@ -44,10 +48,37 @@ class Runtime:
     def retriever(self) -> Retriever:
         return Retriever(self.store, QueryEmbedder(self.embedder), self.settings.retrieve)
 
+    async def answerer(self) -> Answerer:
+        if self._answerer is None:
+            retriever = await self.ready_for_search()
+            tokenizer = load_tokenizer(tokenizer_file())
+
+            def count(text: str) -> int:
+                # The served model's tokenizer is unknown here; WordPiece counts plus 10% stay
+                # on the safe side of the BPE tokenizers of common open models.
+                return int(len(tokenizer.encode(text, add_special_tokens=False).ids) * 1.1) + 1
+
+            generate = self.settings.generate
+            log_path = self.settings.data_dir / "logs" / "requests.jsonl"
+            self._answerer = Answerer(
+                retriever,
+                self.embedder,
+                build_backends(generate.models),
+                {m.name: m for m in generate.models},
+                generate.default_model,
+                generate.fallback_extractive,
+                count,
+                RequestLog(log_path if self.settings.serve.request_log else None),
+                generate.extractive_min_score,
+            )
+        return self._answerer
+
     async def ready_for_search(self) -> Retriever:
         await self.store.bind_embedder(self.embedder.name, self.embedder.dimension)
         return self.retriever
 
     async def close(self) -> None:
+        if self._answerer is not None:
+            await self._answerer.close()
         if "store" in self.__dict__:
             await self.store.close()

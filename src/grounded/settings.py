@@ -115,6 +115,60 @@ class IngestSettings(BaseModel):
     )
 
 
+class ModelSettings(BaseModel):
+    name: str = Field(min_length=1, max_length=128, description="Name clients ask for.")
+    backend: Literal["openai", "extractive"] = Field(
+        "openai", description="openai (any OpenAI-compatible server) or extractive."
+    )
+    url: str | None = Field(None, description="Base URL, e.g. http://vllm:8000/v1.")
+    upstream_model: str | None = Field(None, description="Model name sent upstream.")
+    api_key: SecretStr | None = Field(None, description="Bearer token for the server.")
+    context_window: int = Field(8192, ge=512, description="Tokens the model accepts.")
+    max_output_tokens: int = Field(512, ge=16, description="Output budget per answer.")
+    price_input_per_1k: float = Field(0.0, ge=0, description="Price per 1k prompt tokens.")
+    price_output_per_1k: float = Field(0.0, ge=0, description="Price per 1k output tokens.")
+    connect_timeout_s: float = Field(3.0, gt=0, description="Connect timeout.")
+    read_timeout_s: float = Field(60.0, gt=0, description="Longest gap between chunks.")
+
+    @model_validator(mode="after")
+    def _url_for_openai(self) -> ModelSettings:
+        if self.backend == "openai" and not self.url:
+            raise ValueError(f"model {self.name!r}: backend openai needs a url")
+        return self
+
+
+EXTRACTIVE_MODEL = "grounded-extractive"
+
+
+class GenerateSettings(BaseModel):
+    models: list[ModelSettings] = Field(
+        default_factory=list,
+        description="Models served besides the built-in extractive one (JSON list in the "
+        "environment, [[generate.models]] tables in the config file).",
+    )
+    default_model: str = Field(
+        EXTRACTIVE_MODEL, description="Model used when a request names none."
+    )
+    fallback_extractive: bool = Field(
+        True, description="Answer with an extract, marked degraded, when a model server fails."
+    )
+    extractive_min_score: float = Field(
+        0.3, ge=-1, le=1, description="Least similarity of a sentence to the question to quote it."
+    )
+
+
+class ServeSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address `grounded serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `grounded serve` listens on.")
+    max_request_kb: int = Field(256, ge=1, description="Largest JSON request body.")
+    max_upload_mb: float = Field(20.0, gt=0, description="Largest uploaded document.")
+    max_messages: int = Field(50, ge=1, description="Most messages in one chat request.")
+    max_question_chars: int = Field(4000, ge=1, description="Longest user message.")
+    request_log: bool = Field(
+        True, description="Append every answer to DATA_DIR/logs/requests.jsonl."
+    )
+
+
 def _config_file() -> Path | None:
     explicit = os.environ.get("GROUNDED_CONFIG")
     if explicit:
@@ -144,6 +198,8 @@ class Settings(BaseSettings):
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""Answers from passages: prompt assembly and the generation backends."""

@@ -1,0 +1,254 @@
+"""One answer, start to finish: rewrite → retrieve → prompt → generate → log.
+
+`Answerer.prepare` does everything before the first token and returns a `PreparedAnswer`
+whose `stream()` yields the text. If the model server fails before its first token and
+the fallback is on, the extractive backend answers instead, marked degraded. Whatever
+happens, the request log gets one line when the stream ends or is abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grounded.generate.extractive import ExtractiveBackend
+from grounded.generate.prompt import Counter, Prompt, build_prompt
+from grounded.generate.protocol import (
+    BackendError,
+    ChatBackend,
+    Delta,
+    GenerationRequest,
+    Message,
+    Usage,
+)
+from grounded.generate.rewrite import heuristic_rewrite, rewrite_messages
+from grounded.ingest.embedders.protocol import Embedder
+from grounded.models import Hit, SearchFilter
+from grounded.observe.requestlog import RequestLog
+from grounded.retrieve.hybrid import Retriever
+from grounded.settings import EXTRACTIVE_MODEL, ModelSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    question: str
+    history: Sequence[Message] = ()
+    model: str | None = None
+    k: int | None = None
+    where: SearchFilter = field(default_factory=SearchFilter)
+    retrieval: bool = True
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    number: int
+    hit: Hit
+
+    def as_dict(self) -> dict[str, Any]:
+        chunk = self.hit.chunk
+        return {
+            "index": self.number,
+            "source": self.hit.source,
+            "title": self.hit.title,
+            "section": chunk.section_path,
+            "snippet": " ".join(chunk.text.split())[:300],
+            "text": chunk.text,
+            "score": round(self.hit.score, 6),
+            "chunk_id": chunk.chunk_id,
+            "doc_id": chunk.doc_id,
+        }
+
+
+class UnknownModelError(Exception):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model {model!r} does not exist")
+        self.model = model
+
+
+@dataclass
+class PreparedAnswer:
+    answer_id: str
+    model: str
+    question: str
+    standalone_query: str
+    citations: list[Citation]
+    prompt: Prompt
+    backend: ChatBackend
+    fallback: ChatBackend | None
+    log: RequestLog
+    max_tokens: int
+    temperature: float | None
+    started: float
+    retrieval_ms: float
+    text: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    degraded: bool = False
+    error: str | None = None
+    first_token_at: float | None = None
+
+    async def stream(self) -> AsyncIterator[Delta]:
+        request = GenerationRequest(
+            self.prompt.messages,
+            self.max_tokens,
+            self.question,
+            [c.hit for c in self.citations],
+            self.temperature,
+        )
+        try:
+            async for delta in self._generate(request):
+                if delta.text:
+                    self.first_token_at = self.first_token_at or time.perf_counter()
+                    self.text.append(delta.text)
+                if delta.usage:
+                    self.usage = delta.usage
+                if delta.finish_reason:
+                    self.finish_reason = delta.finish_reason
+                yield delta
+        except BackendError as exc:
+            self.error = str(exc)
+            raise
+        finally:
+            self._write_log()
+
+    async def _generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        try:
+            async for delta in self.backend.stream(request):
+                yield delta
+        except BackendError as exc:
+            if not (exc.before_output and self.fallback is not None):
+                raise
+            self.degraded, self.error = True, str(exc)
+            async for delta in self.fallback.stream(request):
+                yield delta
+
+    def _write_log(self) -> None:
+        now = time.perf_counter()
+        self.log.write(
+            {
+                "answer_id": self.answer_id,
+                "ts": time.time(),
+                "model": self.model,
+                "question": self.question,
+                "standalone_query": self.standalone_query,
+                "chunk_ids": [c.hit.chunk.chunk_id for c in self.citations],
+                "prompt_version": self.prompt.version,
+                "prompt": [{"role": m.role, "content": m.content} for m in self.prompt.messages],
+                "answer": "".join(self.text),
+                "finish_reason": self.finish_reason,
+                "usage": None
+                if self.usage is None
+                else {
+                    "prompt_tokens": self.usage.prompt_tokens,
+                    "completion_tokens": self.usage.completion_tokens,
+                },
+                "degraded": self.degraded,
+                "error": self.error,
+                "latency_ms": {
+                    "retrieval": round(self.retrieval_ms, 2),
+                    "first_token": None
+                    if self.first_token_at is None
+                    else round((self.first_token_at - self.started) * 1000, 2),
+                    "total": round((now - self.started) * 1000, 2),
+                },
+            }
+        )
+
+
+class Answerer:
+    def __init__(
+        self,
+        retriever: Retriever,
+        embedder: Embedder,
+        backends: dict[str, ChatBackend],
+        models: dict[str, ModelSettings],
+        default_model: str,
+        fallback: bool,
+        count: Counter,
+        log: RequestLog,
+        extractive_min_score: float = 0.3,
+    ) -> None:
+        self._retriever = retriever
+        self._embedder = embedder
+        self._extractive = ExtractiveBackend(embedder, EXTRACTIVE_MODEL, extractive_min_score)
+        self._backends = {EXTRACTIVE_MODEL: self._extractive, **backends}
+        self._models = models
+        self._default_model = default_model
+        self._fallback = fallback
+        self._count: Callable[[str], int] = count
+        self._log = log
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._backends)
+
+    async def backend_ready(self, model: str) -> bool:
+        backend = self._backends.get(model)
+        return backend is not None and await backend.ready()
+
+    def context_window(self, model: str) -> tuple[int, int]:
+        settings = self._models.get(model)
+        return (settings.context_window, settings.max_output_tokens) if settings else (4096, 512)
+
+    async def prepare(self, request: AnswerRequest) -> PreparedAnswer:
+        started = time.perf_counter()
+        model = request.model or self._default_model
+        backend = self._backends.get(model)
+        if backend is None:
+            raise UnknownModelError(model)
+        query = await self._standalone(request, backend)
+        hits: list[Hit] = []
+        if request.retrieval:
+            hits = (await self._retriever.search(query, k=request.k, where=request.where)).hits
+        retrieval_ms = (time.perf_counter() - started) * 1000
+        window, max_output = self.context_window(model)
+        max_tokens = min(request.max_tokens or max_output, max_output)
+        prompt = build_prompt(
+            request.question, hits, request.history, window, max_tokens, self._count
+        )
+        fallback = self._extractive if self._fallback and backend is not self._extractive else None
+        return PreparedAnswer(
+            answer_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            model=model,
+            question=request.question,
+            standalone_query=query,
+            citations=[Citation(i, h) for i, h in enumerate(prompt.passages, start=1)],
+            prompt=prompt,
+            backend=backend,
+            fallback=fallback,
+            log=self._log,
+            max_tokens=max_tokens,
+            temperature=request.temperature,
+            started=started,
+            retrieval_ms=retrieval_ms,
+        )
+
+    async def _standalone(self, request: AnswerRequest, backend: ChatBackend) -> str:
+        if not request.history:
+            return request.question
+        if backend is not self._extractive:
+            try:
+                return await asyncio.wait_for(self._model_rewrite(request, backend), timeout=10)
+            except (BackendError, TimeoutError):
+                pass  # a failed rewrite must not fail the answer: use the rule below
+        return await asyncio.to_thread(
+            heuristic_rewrite, request.question, request.history, self._embedder
+        )
+
+    async def _model_rewrite(self, request: AnswerRequest, backend: ChatBackend) -> str:
+        pieces = []
+        generation = GenerationRequest(rewrite_messages(request.question, request.history), 96, "")
+        async for delta in backend.stream(generation):
+            pieces.append(delta.text)
+        rewritten = " ".join("".join(pieces).split())
+        return rewritten or request.question
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.close()

@@ -1,0 +1,1 @@
+"""What happened: request logs (metrics and tracing come later)."""

@@ -1,0 +1,1 @@
+"""HTTP: the OpenAI-compatible API, document and feedback endpoints, and the chat page."""

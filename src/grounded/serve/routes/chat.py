@@ -1,0 +1,163 @@
+"""POST /v1/chat/completions, GET /v1/models, POST /v1/embeddings, POST /v1/feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from grounded.generate.answer import AnswerRequest, PreparedAnswer, UnknownModelError
+from grounded.generate.protocol import BackendError, Message
+from grounded.models import SearchFilter
+from grounded.serve.errors import error_response
+from grounded.serve.routes.deps import state
+from grounded.serve.schemas import ChatCompletionRequest, EmbeddingRequest, FeedbackRequest
+from grounded.serve.sse import stream_answer
+
+router = APIRouter()
+MAX_EMBED_INPUTS = 256
+MAX_EMBED_CHARS = 8000
+
+
+def _answer_request(body: ChatCompletionRequest, default_collection: str) -> AnswerRequest:
+    messages = [
+        Message(m.role if m.role != "developer" else "system", m.text()) for m in body.messages
+    ]
+    question = messages[-1].content if messages[-1].role == "user" else ""
+    history = [m for m in messages[:-1] if m.role in ("user", "assistant")]
+    options = body.grounded
+    where = SearchFilter(
+        options.collection or default_collection, options.source_prefix, options.metadata
+    )
+    return AnswerRequest(
+        question=question,
+        history=history,
+        model=body.model,
+        k=options.k,
+        where=where,
+        retrieval=options.retrieval,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+    )
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    app = state(request)
+    limits = app.runtime.settings.serve
+    if len(body.messages) > limits.max_messages:
+        return error_response(
+            400, f"at most {limits.max_messages} messages", "too_many_messages", "messages"
+        )
+    answer_request = _answer_request(body, app.runtime.settings.collection)
+    if not answer_request.question.strip():
+        return error_response(
+            400, "the last message must be a non-empty user message", "invalid_messages", "messages"
+        )
+    if any(len(m.text()) > limits.max_question_chars for m in body.messages):
+        return error_response(
+            400,
+            f"a message is over {limits.max_question_chars} characters",
+            "message_too_long",
+            "messages",
+        )
+    try:
+        answer = await (await app.runtime.answerer()).prepare(answer_request)
+    except UnknownModelError as exc:
+        return error_response(404, str(exc), "model_not_found", "model")
+    headers = {"x-grounded-answer-id": answer.answer_id}
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            stream_answer(answer, include_usage),
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache"},
+        )
+    try:
+        await _drain(answer)
+    except BackendError as exc:
+        return error_response(502, str(exc), "upstream_error")
+    return JSONResponse(_completion(answer), headers=headers)
+
+
+async def _drain(answer: PreparedAnswer) -> None:
+    async for _ in answer.stream():
+        pass
+
+
+def _completion(answer: PreparedAnswer) -> dict[str, Any]:
+    usage = answer.usage
+    return {
+        "id": answer.answer_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": answer.finish_reason or "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": "".join(answer.text)},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+        },
+        "grounded": {
+            "citations": [c.as_dict() for c in answer.citations],
+            "degraded": answer.degraded,
+            "prompt_version": answer.prompt.version,
+            "standalone_query": answer.standalone_query,
+        },
+    }
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> dict[str, Any]:
+    answerer = await state(request).runtime.answerer()
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "grounded"}
+            for name in answerer.model_names
+        ],
+    }
+
+
+@router.post("/v1/embeddings", response_model=None)
+async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    if not inputs or len(inputs) > MAX_EMBED_INPUTS:
+        return error_response(
+            400, f"input must hold 1 to {MAX_EMBED_INPUTS} strings", "invalid_input", "input"
+        )
+    if any(len(text) > MAX_EMBED_CHARS for text in inputs):
+        return error_response(
+            400,
+            f"each input must be at most {MAX_EMBED_CHARS} characters",
+            "input_too_long",
+            "input",
+        )
+    embedder = state(request).runtime.embedder
+    vectors = await asyncio.to_thread(embedder.embed, inputs)
+    tokens = sum(len(text.split()) for text in inputs)
+    return {
+        "object": "list",
+        "model": body.model or embedder.name,
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v.tolist()}
+            for i, v in enumerate(vectors)
+        ],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+@router.post("/v1/feedback", status_code=201)
+async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
+    feedback_id = await state(request).feedback.add(body.answer_id, body.rating, body.comment)
+    return {"id": feedback_id, "answer_id": body.answer_id, "rating": body.rating}

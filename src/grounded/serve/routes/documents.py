@@ -1,0 +1,120 @@
+"""/v1/documents: upload (ingested with the pipeline), list, show, delete."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from grounded.ingest.loaders import is_supported
+from grounded.models import Document
+from grounded.serve.errors import error_response
+from grounded.serve.routes.deps import state
+from grounded.types import DocId
+
+router = APIRouter()
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_COLLECTION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_FILES = 50
+
+
+def _document(doc: Document) -> dict[str, Any]:
+    return {
+        "id": doc.doc_id,
+        "object": "document",
+        "collection": doc.collection,
+        "source": doc.source,
+        "title": doc.title,
+        "format": doc.format,
+        "content_hash": doc.content_hash,
+        "chunks": doc.chunk_count,
+        "ingested_at": doc.ingested_at,
+        "metadata": doc.metadata,
+    }
+
+
+def safe_name(filename: str) -> str:
+    name = _SAFE_NAME.sub("-", Path(filename).name).strip(".-")
+    return name[:200] or "upload"
+
+
+@router.post("/v1/documents", status_code=201, response_model=None)
+async def upload(
+    request: Request, files: list[UploadFile], collection: str | None = Form(None)
+) -> Any:
+    app = state(request)
+    settings = app.runtime.settings
+    collection = collection or settings.collection
+    if not _COLLECTION.match(collection):
+        return error_response(
+            400, "collection must match [A-Za-z0-9_.-]{1,64}", "invalid_collection", "collection"
+        )
+    if not files or len(files) > MAX_FILES:
+        return error_response(400, f"send 1 to {MAX_FILES} files", "invalid_files", "files")
+    folder = settings.data_dir / "uploads" / collection
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for upload_file in files:
+        name = safe_name(upload_file.filename or "upload")
+        if not is_supported(Path(name)):
+            return error_response(
+                415,
+                f"{name}: unsupported file type (md, html, txt, pdf, jsonl)",
+                "unsupported_file_type",
+                "files",
+            )
+        path = folder / name
+        path.write_bytes(await upload_file.read())
+        saved.append(path)
+    async with app.ingest_lock:
+        report = await app.runtime.ingestor.run(saved, collection)
+    body = {
+        "added": report.added,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "duplicates": [
+            {"source": s, "duplicate_of": o, "kind": k} for s, o, k in report.duplicates
+        ],
+        "failed": [{"source": s, "reason": r} for s, r in report.failed],
+        "chunks_written": report.chunks_written,
+    }
+    documents = [
+        await app.runtime.store.find_document(collection, s)
+        for s in report.added + report.updated + report.unchanged
+    ]
+    body["documents"] = [_document(d) for d in documents if d is not None]
+    status = 201 if not report.failed else (422 if not body["documents"] else 207)
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/v1/documents")
+async def list_documents(
+    request: Request,
+    collection: str | None = None,
+    source_prefix: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Any:
+    if not 1 <= limit <= 1000 or offset < 0:
+        return error_response(400, "limit must be 1-1000 and offset ≥ 0", "invalid_paging", "limit")
+    store = state(request).runtime.store
+    docs = await store.list_documents(collection, source_prefix, limit, offset)
+    return {"object": "list", "data": [_document(d) for d in docs]}
+
+
+@router.get("/v1/documents/{doc_id}", response_model=None)
+async def get_document(doc_id: str, request: Request) -> Any:
+    doc = await state(request).runtime.store.get_document(DocId(doc_id))
+    if doc is None:
+        return error_response(404, f"no document {doc_id!r}", "document_not_found", "doc_id")
+    return _document(doc)
+
+
+@router.delete("/v1/documents/{doc_id}", response_model=None)
+async def delete_document(doc_id: str, request: Request) -> Any:
+    if not await state(request).runtime.store.delete_document(DocId(doc_id)):
+        return error_response(404, f"no document {doc_id!r}", "document_not_found", "doc_id")
+    return {"id": doc_id, "object": "document.deleted", "deleted": True}
