@@ -77,13 +77,12 @@ def previous_question(history: Sequence[Message]) -> str | None:
 
 def looks_like_follow_up(question: str) -> bool:
     words = _WORD.findall(question)
-    return (
-        bool(_LEADS.match(question))
-        or (len(words) <= FOLLOW_UP_MAX_WORDS
+    return bool(_LEADS.match(question)) or (
+        len(words) <= FOLLOW_UP_MAX_WORDS
         and any(
             w.lower() in {"it", "that", "this", "those", "these", "they", "them", "one", "ones"}
             for w in words
-        ))
+        )
     )
 
 

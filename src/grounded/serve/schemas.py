@@ -57,7 +57,7 @@ class EmbeddingRequest(BaseModel):
 
     input: str | list[str]
     model: str | None = None
-    encoding_format: Literal["float"] | None = None
+    encoding_format: Literal["float", "base64"] | None = None
 
 
 class FeedbackRequest(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
 
@@ -150,11 +151,18 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
         "object": "list",
         "model": body.model or embedder.name,
         "data": [
-            {"object": "embedding", "index": i, "embedding": v.tolist()}
+            {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
             for i, v in enumerate(vectors)
         ],
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def _encode(vector: Any, encoding: str | None) -> Any:
+    if encoding == "base64":
+        # OpenAI's base64 form: little-endian float32 bytes.
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return vector.tolist()
 
 
 @router.post("/v1/feedback", status_code=201)
