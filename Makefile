@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install install-test lint bench clean
+.PHONY: demo test install install-test system-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ demo: install
 	$(BIN)/grounded ingest samples/support
 	$(BIN)/grounded search "Can I return a laptop after 45 days?" --k 3
 
-test: install-test
+# Debian's Chromium for the browser test (never a browser download).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install-test system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 

@@ -186,7 +186,8 @@ class Answerer:
 
     @property
     def model_names(self) -> list[str]:
-        return list(self._backends)
+        """All served models, the default first (clients that pick the first get it)."""
+        return sorted(self._backends, key=lambda name: name != self._default_model)
 
     async def backend_ready(self, model: str) -> bool:
         backend = self._backends.get(model)
