@@ -27,6 +27,7 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/grounded ingest samples/support
 	$(BIN)/grounded search "Can I return a laptop after 45 days?" --k 3
+	$(BIN)/grounded ask "Can I return a laptop after 45 days?"
 
 # Debian's Chromium for the browser test (never a browser download).
 system-deps:
