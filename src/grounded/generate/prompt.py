@@ -66,7 +66,8 @@ def build_prompt(
     count: Counter,
 ) -> Prompt:
     """Fit passages (best first, the last one trimmed) and then history (newest first)."""
-    budget = context_window - max_output_tokens - count(SYSTEM_TEMPLATE) - count(question) - 16
+    fixed = count(SYSTEM_TEMPLATE) + count(question) + 16
+    budget = context_window - max_output_tokens - fixed
     included: list[Hit] = []
     blocks: list[str] = []
     for hit in hits:
@@ -92,5 +93,7 @@ def build_prompt(
         budget -= cost
     system = SYSTEM_TEMPLATE.format(passages="\n\n".join(blocks) or NO_PASSAGES)
     messages = [Message("system", system), *kept, Message("user", question)]
-    used = sum(count(m.content) + 4 for m in messages)
+    # What was spent is known from the pieces; re-counting the whole prompt would double the
+    # tokenizer work on the path to the first token.
+    used = context_window - max_output_tokens - budget
     return Prompt(messages, included, used, dropped_history=len(history) - len(kept))

@@ -266,6 +266,10 @@ class SqliteStore:
         matching = sum(count for _, count in docs)
         if matching == 0:
             return []
+        if matching >= len(index):
+            # The filter keeps everything (one collection, say): search as if unfiltered.
+            keys, scores = index.search(query, k)
+            return await self._ids_for(keys, scores, where, k)
         if matching <= self._exact_below:
             doc_keys = [key for key, _ in docs]
 
