@@ -37,6 +37,7 @@ system-deps:
 
 test: install-test system-deps
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q
 
 lint: install-test

@@ -77,6 +77,8 @@ async def evaluate(
                     ndcg_at(judged, n, 10),
                 )
             )
-        means = [statistics.fmean(column) for column in zip(*rows, strict=True)]
-        results.append(ModeScores(mode, len(queries), *means, statistics.median(latencies)))
+        r1, r5, r10, mrr, ndcg = (statistics.fmean(column) for column in zip(*rows, strict=True))
+        results.append(
+            ModeScores(mode, len(queries), r1, r5, r10, mrr, ndcg, statistics.median(latencies))
+        )
     return results

@@ -53,7 +53,7 @@ class DuplicateIndex:
         shingles = {" ".join(words[i : i + n]).encode() for i in range(max(1, len(words) - n + 1))}
         minhash = MinHash(num_perm=self._permutations, scheme=_SCHEME)
         minhash.update_batch(list(shingles))
-        return minhash.hashvalues.astype(np.uint64).tobytes()
+        return bytes(minhash.hashvalues.astype(np.uint64).tobytes())
 
     def _minhash(self, signature: bytes) -> MinHash:
         values = np.frombuffer(signature, dtype=np.uint64)

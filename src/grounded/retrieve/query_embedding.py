@@ -22,7 +22,7 @@ class QueryEmbedder:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        vector = (await asyncio.to_thread(self._embedder.embed, [question]))[0]
+        vector: Vector = (await asyncio.to_thread(self._embedder.embed, [question]))[0]
         self._cache[key] = vector
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

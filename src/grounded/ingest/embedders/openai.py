@@ -65,7 +65,8 @@ class OpenAIEmbedder:
                 f"embedding server returned {matrix.shape[1]} dims, configured {self._dimension}"
             )
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        return matrix / np.maximum(norms, 1e-12)
+        unit: Matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
 
     def _batch(self, texts: list[str]) -> Matrix:
         payload = {"model": self._model, "input": texts}

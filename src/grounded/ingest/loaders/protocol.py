@@ -22,6 +22,9 @@ class Loader(Protocol):
     Raises `LoadError` with a reason a user can act on ("not valid UTF-8 at byte 812").
     """
 
-    suffixes: tuple[str, ...]
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """File name endings this loader reads, lower case, with the dot."""
+        ...
 
     def load(self, data: bytes, source: str, uri: str) -> list[ParsedDocument] | Loaded: ...

@@ -84,7 +84,7 @@ class VectorIndex:
             first, last = row if row else (None, None)
             if last is None or last <= self.watermark:
                 return
-            if first > self.watermark + 1 and self.watermark > 0:
+            if first is not None and first > self.watermark + 1 and self.watermark > 0:
                 self._rebuild(conn)
                 return
             changes = conn.execute(
@@ -182,7 +182,8 @@ class VectorIndex:
                 return present, np.empty(0, dtype=np.float32)
             # get() hands back one array per key; fine for the small subsets sent here.
             vectors = self._index.get(present, dtype="f32")
-            matrix = np.vstack(vectors).astype(np.float32, copy=False)
+            rows = list(vectors) if isinstance(vectors, tuple) else [vectors]
+            matrix = np.vstack([r for r in rows if r is not None]).astype(np.float32, copy=False)
         scores = matrix @ vector
         top = np.argpartition(-scores, min(count, len(scores) - 1))[:count]
         top = top[np.argsort(-scores[top])]

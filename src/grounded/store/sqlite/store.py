@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ _HIT_COLUMNS = (
 )
 
 
-def _document(row: Sequence[object]) -> Document:
+def _document(row: Sequence[Any]) -> Document:
     return Document(
         doc_id=DocId(str(row[0])),
         collection=str(row[1]),
@@ -39,21 +40,21 @@ def _document(row: Sequence[object]) -> Document:
         content_hash=str(row[6]),
         ingested_at=float(row[7]),
         chunk_count=int(row[8]),
-        metadata=json.loads(str(row[9])),  # type: ignore[arg-type]
+        metadata=json.loads(str(row[9])),
     )
 
 
-def _hit(row: Sequence[object]) -> Hit:
+def _hit(row: Sequence[Any]) -> Hit:
     chunk = Chunk(
         chunk_id=ChunkId(str(row[0])),
         doc_id=DocId(str(row[8])),
-        ordinal=int(row[1]),  # type: ignore[call-overload]
+        ordinal=int(row[1]),
         text=str(row[2]),
         section=tuple(json.loads(str(row[3]))),
-        start=int(row[4]),  # type: ignore[call-overload]
+        start=int(row[4]),
         end=int(row[5]),
         token_count=int(row[6]),
-        content_hash=str(row[7]),  # type: ignore[call-overload]
+        content_hash=str(row[7]),
     )
     return Hit(
         chunk=chunk,
@@ -351,7 +352,9 @@ class SqliteStore:
 
     async def stats(self) -> StoreStats:
         def read(conn: sqlite3.Connection) -> StoreStats:
-            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            def one(sql: str) -> int:
+                return int(conn.execute(sql).fetchone()[0])
+
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             size = sum(p.stat().st_size for p in self._dir.rglob("*") if p.is_file())
             return StoreStats(
