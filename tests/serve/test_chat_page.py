@@ -15,8 +15,14 @@ from tests.support.llm_simulator import RunningSimulator, SimulatorConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -34,8 +40,14 @@ def browser() -> Iterator[Browser]:
 def page_server(index_copy: Path, model_cache: Path) -> Iterator[tuple[str, RunningSimulator]]:
     # Slow tokens, so the test can watch the answer grow while it streams.
     with RunningSimulator(SimulatorConfig(ttft_s=0.2, itl_s=0.06, completion_tokens=40)) as sim:
-        settings = server_settings(index_copy, model_cache, generate={
-            "models": [{"name": "sim-small", "url": sim.url}], "default_model": "sim-small"})
+        settings = server_settings(
+            index_copy,
+            model_cache,
+            generate={
+                "models": [{"name": "sim-small", "url": sim.url}],
+                "default_model": "sim-small",
+            },
+        )
         with running_server(settings) as url:
             yield url, sim
 
@@ -63,8 +75,11 @@ def test_ask_see_streamed_answer_open_a_citation_and_give_feedback(
 
     page.get_by_role("button", name="Not helpful").first.click()
     expect(page.locator(".feedback span").first).to_have_text("Thanks for the feedback.")
-    rows = sqlite3.connect(index_copy / "feedback.db").execute(
-        "SELECT rating FROM feedback WHERE rating = 'down'").fetchall()
+    rows = (
+        sqlite3.connect(index_copy / "feedback.db")
+        .execute("SELECT rating FROM feedback WHERE rating = 'down'")
+        .fetchall()
+    )
     assert rows
 
     # The conversation is kept: a follow-up is sent with the history.

@@ -38,6 +38,8 @@ def models(sim: RunningSimulator, **extra: Any) -> list[dict[str, Any]]:
             "context_window": 4096,
             "max_output_tokens": 64,
             "read_timeout_s": 2.0,
+            "price_input_per_1k": 0.5,
+            "price_output_per_1k": 1.5,
             **extra,
         },
         {
@@ -203,3 +205,13 @@ def test_follow_up_is_rewritten_by_the_model(llm_server: str, simulator: Running
     rewrite_request = simulator.stats()["requests"]
     assert rewrite_request >= 2, "one call to rewrite, one to answer"
     assert completion.model_extra["grounded"]["standalone_query"] != "and for phones?"
+
+
+def test_request_log_prices_the_answer(llm_server: str, index_copy: Path) -> None:
+    completion = ask(llm_server)
+    lines = (index_copy / "logs" / "requests.jsonl").read_text().splitlines()
+    record = next(r for r in map(json.loads, lines) if r["answer_id"] == completion.id)
+    usage = record["usage"]
+    expected = usage["prompt_tokens"] / 1000 * 0.5 + usage["completion_tokens"] / 1000 * 1.5
+    assert record["cost"] == pytest.approx(expected) and record["cost"] > 0
+    assert record["model"] == "sim-small" and record["latency_ms"]["first_token"] > 0

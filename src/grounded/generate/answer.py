@@ -86,6 +86,7 @@ class PreparedAnswer:
     temperature: float | None
     started: float
     retrieval_ms: float
+    prices: tuple[float, float] = (0.0, 0.0)  # per 1k prompt and completion tokens
     text: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
@@ -128,6 +129,17 @@ class PreparedAnswer:
             async for delta in self.fallback.stream(request):
                 yield delta
 
+    def cost(self) -> float | None:
+        """Price of this answer from the model's configured prices (an extract is free)."""
+        if self.usage is None or self.degraded:
+            return None if self.usage is None else 0.0
+        price_in, price_out = self.prices
+        return round(
+            self.usage.prompt_tokens / 1000 * price_in
+            + self.usage.completion_tokens / 1000 * price_out,
+            8,
+        )
+
     def _write_log(self) -> None:
         now = time.perf_counter()
         self.log.write(
@@ -148,6 +160,7 @@ class PreparedAnswer:
                     "prompt_tokens": self.usage.prompt_tokens,
                     "completion_tokens": self.usage.completion_tokens,
                 },
+                "cost": self.cost(),
                 "degraded": self.degraded,
                 "error": self.error,
                 "latency_ms": {
@@ -228,7 +241,12 @@ class Answerer:
             temperature=request.temperature,
             started=started,
             retrieval_ms=retrieval_ms,
+            prices=self._prices(model),
         )
+
+    def _prices(self, model: str) -> tuple[float, float]:
+        settings = self._models.get(model)
+        return (settings.price_input_per_1k, settings.price_output_per_1k) if settings else (0, 0)
 
     async def _standalone(self, request: AnswerRequest, backend: ChatBackend) -> str:
         if not request.history:
