@@ -8,6 +8,7 @@ model is fastest on full batches); each document is then written in its own tran
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -179,15 +180,7 @@ def _failed_sources(report: IngestReport) -> set[str]:
 
 
 def _with_metadata(parsed: ParsedDocument, metadata: Metadata) -> ParsedDocument:
-    return ParsedDocument(
-        source=parsed.source,
-        uri=parsed.uri,
-        title=parsed.title,
-        format=parsed.format,
-        text=parsed.text,
-        sections=parsed.sections,
-        metadata={**parsed.metadata, **metadata},
-    )
+    return dataclasses.replace(parsed, metadata={**parsed.metadata, **metadata})
 
 
 class _Batch:
