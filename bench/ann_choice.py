@@ -20,7 +20,7 @@ have no neighbourhood structure and are unrealistically hard for any ANN index.
 
 Usage::
 
-    python bench/ann_choice.py                       # 10k and 100k, all libraries
+    python bench/ann_choice.py                       # 10k and 100k, default libraries
     python bench/ann_choice.py --sizes 1000000 --libs usearch-f32,usearch-f16
     python bench/ann_choice.py --libs usearch-f16 --sweep-to 256 --operating-param 64
 
@@ -186,7 +186,7 @@ class USearchAdapter(Adapter):
         self.lib = f"usearch-{dtype}" + ("" if metric == "cos" else f"-{metric}")
         self.dim, self.dtype, self.threads = dim, dtype, threads
         self.connectivity, self.expansion_add = connectivity, expansion_add
-        self.index = Index(
+        self.index: Any = Index(
             ndim=dim,
             metric=metric,
             dtype=dtype,
@@ -202,7 +202,7 @@ class USearchAdapter(Adapter):
         self.index.expansion_search = value
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
-        return self.index.search(query, k, threads=1).keys.astype(np.int64)
+        return np.asarray(self.index.search(query, k, threads=1).keys, dtype=np.int64)
 
     def remove(self, keys: np.ndarray) -> None:
         self.index.remove(keys.astype(np.uint64))
@@ -250,7 +250,7 @@ class HnswlibAdapter(Adapter):
         import hnswlib
 
         self.dim, self.m, self.efc, self.threads = dim, m, ef_construction, threads
-        self.index = hnswlib.Index(space="cosine", dim=dim)
+        self.index: Any = hnswlib.Index(space="cosine", dim=dim)
         # Capacity is fixed up front; grow by doubling, as a store that does not know N would.
         self.index.init_index(
             max_elements=16_384, M=m, ef_construction=ef_construction, allow_replace_deleted=True
@@ -272,7 +272,7 @@ class HnswlibAdapter(Adapter):
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
         labels, _ = self.index.knn_query(query, k=k, num_threads=1)
-        return labels[0].astype(np.int64)
+        return np.asarray(labels[0], dtype=np.int64)
 
     def remove(self, keys: np.ndarray) -> None:
         for key in keys.tolist():  # no batch API
@@ -315,11 +315,11 @@ class FaissHNSWAdapter(Adapter):
     def __init__(self, dim: int, m: int, ef_construction: int, threads: int) -> None:
         import faiss
 
-        self.faiss = faiss
+        self.faiss: Any = faiss
         self.dim, self.threads = dim, threads
-        self.inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        self.inner: Any = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         self.inner.hnsw.efConstruction = ef_construction
-        self.index = faiss.IndexIDMap2(self.inner)
+        self.index: Any = faiss.IndexIDMap2(self.inner)
         self.ef = 64
         self.tombstones = np.empty(0, dtype=np.int64)
         self.params: Any = None
@@ -346,7 +346,7 @@ class FaissHNSWAdapter(Adapter):
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
         _, ids = self.index.search(query[None, :], k, params=self.params)
-        return ids[0]
+        return np.asarray(ids[0], dtype=np.int64)
 
     def remove(self, keys: np.ndarray) -> None:
         try:
@@ -388,11 +388,13 @@ class FaissIVFAdapter(Adapter):
     def __init__(self, dim: int, n_expected: int, threads: int) -> None:
         import faiss
 
-        self.faiss = faiss
+        self.faiss: Any = faiss
         self.dim, self.threads = dim, threads
         self.nlist = int(min(2048, max(16, round(4 * np.sqrt(n_expected)))))
-        self.quantizer = faiss.IndexFlatIP(dim)
-        self.index = faiss.IndexIVFFlat(self.quantizer, dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        self.quantizer: Any = faiss.IndexFlatIP(dim)
+        self.index: Any = faiss.IndexIVFFlat(
+            self.quantizer, dim, self.nlist, faiss.METRIC_INNER_PRODUCT
+        )
         self.train_n = min(n_expected, 30 * self.nlist)
         self.train_s = 0.0
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -421,7 +423,7 @@ class FaissIVFAdapter(Adapter):
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
         _, ids = self.index.search(query[None, :], k)
-        return ids[0]
+        return np.asarray(ids[0], dtype=np.int64)
 
     def remove(self, keys: np.ndarray) -> None:
         self.faiss.omp_set_num_threads(self.threads)
@@ -681,8 +683,6 @@ def bench_config(
     res["p99_ms_after_readd"] = run.p99
     res["self_hit_after_readd"] = self_hit(index, ctx, key_of, rng)
     res["info"] = index.info()
-    if args.concurrency and isinstance(index, USearchAdapter):
-        res["concurrency"] = concurrency_probe(index, ctx, key_of, args.batch)
 
     # 5. save, free, load (and view)
     path = str(workdir / f"{lib}-{n}.idx")
@@ -691,7 +691,7 @@ def bench_config(
     res["save_s"] = time.perf_counter() - t0
     res["file_mb"] = os.path.getsize(path) / 2**20
     loader = index
-    index = None  # drop the in-memory index before loading to keep peak RSS down
+    del index  # drop the in-memory index before loading to keep peak RSS down
     gc.collect()
     t0 = time.perf_counter()
     loaded = loader.load(path)
@@ -699,6 +699,8 @@ def bench_config(
     run = run_queries(loaded, ctx.queries)
     res["recall_after_load"] = recall_at_k(run.found, truth_readd)
     res["p99_ms_after_load"] = run.p99
+    if args.concurrency and isinstance(loaded, USearchAdapter):
+        res["concurrency"] = concurrency_probe(loaded, ctx, key_of, args.batch)
     loaded.close()
     del loaded
     gc.collect()

@@ -60,6 +60,8 @@ class VectorIndex:
                 try:
                     index = self._new_index()
                     index.load(str(path))
+                    # Search breadth is not stored in the file; a load resets it.
+                    index.expansion_search = self._expansion_search
                 except (RuntimeError, ValueError, OSError) as exc:
                     log.warning(
                         "vector snapshot %s unreadable (%s); trying an older one", path, exc
@@ -120,7 +122,9 @@ class VectorIndex:
         if rows:
             keys = np.array([r[0] for r in rows], dtype=np.uint64)
             vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            self._index.add(keys, vectors)
+            # One thread: concurrent inserts can leave nodes unreachable (usearch #735), and
+            # the embedder, not the graph, limits ingestion anyway.
+            self._index.add(keys, vectors, threads=1)
 
     def _rebuild(self, conn: sqlite3.Connection) -> None:
         log.info("rebuilding the vector index from SQLite")
