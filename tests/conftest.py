@@ -29,7 +29,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder(model_cache: Path) -> OnnxEmbedder:
-    embedder = OnnxEmbedder(model_cache)
+    embedder = OnnxEmbedder(model_cache, quantize="int8")
     embedder.embed(["warm-up: export the model once for the whole session"])
     return embedder
 

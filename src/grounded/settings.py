@@ -67,7 +67,9 @@ class EmbedSettings(BaseModel):
         "(any OpenAI-compatible /v1/embeddings server).",
     )
     quantize: Literal["fp32", "int8"] = Field(
-        "fp32", description="ONNX weights: fp32, or int8 (dynamic, per-channel; faster)."
+        "int8",
+        description="ONNX weights: int8 (dynamic, per-channel; ~1.8x faster, retrieval as good "
+        "as fp32 on both labelled sets) or fp32.",
     )
     batch_size: int = Field(0, ge=0, le=1024, description="Texts per batch; 0 = backend's best.")
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
