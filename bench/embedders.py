@@ -125,24 +125,41 @@ class Run:
     other_cpu: float | None
 
 
-def timed_embed(make: Callable[[], Embedder], texts: list[str], repeat: int) -> Run:
-    start = time.perf_counter()
-    embedder = make()
-    embedder.embed(texts[:4])
-    setup = time.perf_counter() - start
-    best: Run | None = None
-    for _ in range(repeat):
-        busy, cpu, start = busy_cpu_seconds(), time.process_time(), time.perf_counter()
-        vectors = embedder.embed(texts)
-        wall = time.perf_counter() - start
-        other = None
-        if busy is not None and (busy_after := busy_cpu_seconds()) is not None:
-            other = round(max(busy_after - busy - (time.process_time() - cpu), 0.0) / wall, 2)
-        # Best of the repeats: other processes on a shared machine only ever slow a run down.
-        if best is None or wall < best.embed_s:
-            best = Run(vectors, setup, wall, other)
-    assert best is not None
-    return best
+Config = tuple[str, int, Callable[[], Embedder]]
+
+
+def measure(configs: list[Config], texts: list[str], repeat: int) -> list[Run]:
+    """Best run per config, timing the configs in turn `repeat` times.
+
+    Round-robin rather than one config after another, so a burst of load from other
+    processes on a shared machine slows one round of every config instead of all of one.
+    """
+    embedders, setups = [], []
+    for _, _, make in configs:
+        start = time.perf_counter()
+        embedder = make()
+        embedder.embed(texts[:4])
+        embedders.append(embedder)
+        setups.append(time.perf_counter() - start)
+    best: list[Run | None] = [None] * len(configs)
+    for round_no in range(repeat):
+        for i, (label, batch, _) in enumerate(configs):
+            run = time_once(embedders[i], texts, setups[i])
+            print(f"  round {round_no + 1}: {label} batch {batch}: {run.embed_s:.1f} s", flush=True)
+            # Other processes only ever slow a run down, so the fastest is the least disturbed.
+            if (previous := best[i]) is None or run.embed_s < previous.embed_s:
+                best[i] = run
+    return [r for r in best if r is not None]
+
+
+def time_once(embedder: Embedder, texts: list[str], setup: float) -> Run:
+    busy, cpu, start = busy_cpu_seconds(), time.process_time(), time.perf_counter()
+    vectors = embedder.embed(texts)
+    wall = time.perf_counter() - start
+    other = None
+    if busy is not None and (busy_after := busy_cpu_seconds()) is not None:
+        other = round(max(busy_after - busy - (time.process_time() - cpu), 0.0) / wall, 2)
+    return Run(vectors, setup, wall, other)
 
 
 def busy_cpu_seconds() -> float | None:
@@ -263,7 +280,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def onnx_runs(args: argparse.Namespace) -> Iterator[tuple[str, int, Callable[[], Embedder]]]:
+def onnx_runs(args: argparse.Namespace) -> Iterator[Config]:
     from grounded.ingest.embedders.onnx import OnnxEmbedder, Quantize
 
     variants: tuple[Quantize, ...] = ("fp32", "int8")
@@ -291,13 +308,12 @@ def main(argv: list[str] | None = None) -> None:
     def make_torch() -> Embedder:
         return TorchEmbedder(batch_size=args.torch_batch, threads=args.threads)
 
-    reference = timed_embed(make_torch, texts, args.repeat)
-    rows = [make_row("torch", args.torch_batch, reference, reference, pieces)]
-    print(format_table(rows), flush=True)
-    for label, batch, make in onnx_runs(args):
-        run = timed_embed(make, texts, args.repeat)
-        rows.append(make_row(label, batch, run, reference, pieces))
-        print(f"  {label} batch {batch}: {rows[-1].word_pieces_per_s} word pieces/s", flush=True)
+    configs: list[Config] = [("torch", args.torch_batch, make_torch), *onnx_runs(args)]
+    runs = measure(configs, texts, args.repeat)
+    rows = [
+        make_row(label, batch, run, runs[0], pieces)
+        for (label, batch, _), run in zip(configs, runs, strict=True)
+    ]
     print()
     print(format_table(rows))
     print(f"\nwrote {write_json(rows, args, pieces)}")
