@@ -156,7 +156,7 @@ class VectorIndex:
         with self._lock:
             if len(self._index) == 0:
                 return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
-            matches = self._index.search(vector, min(count, len(self._index)))
+            matches = self._index.search(vector, min(count, len(self._index)), threads=1)
         # A single query returns Matches, trimmed to what was found.
         return np.asarray(matches.keys), 1.0 - np.asarray(matches.distances, dtype=np.float32)
 
@@ -166,7 +166,7 @@ class VectorIndex:
             if len(self._index) == 0 or len(vectors) == 0:
                 shape = (len(vectors), 0)
                 return np.empty(shape, dtype=np.uint64), np.empty(shape, dtype=np.float32)
-            matches = self._index.search(vectors, min(count, len(self._index)))
+            matches = self._index.search(vectors, min(count, len(self._index)), threads=1)
         keys = np.asarray(matches.keys).reshape(len(vectors), -1)
         scores = (1.0 - np.asarray(matches.distances, dtype=np.float32)).reshape(len(vectors), -1)
         counts = np.asarray(getattr(matches, "counts", [keys.shape[1]])).reshape(-1, 1)
