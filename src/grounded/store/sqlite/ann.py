@@ -59,9 +59,9 @@ class VectorIndex:
             for seq, path in self._snapshots():
                 try:
                     index = self._new_index()
+                    # load() into an index built here keeps our search breadth, which the file
+                    # does not store (Index.restore would reset it to the library default).
                     index.load(str(path))
-                    # Search breadth is not stored in the file; a load resets it.
-                    index.expansion_search = self._expansion_search
                 except (RuntimeError, ValueError, OSError) as exc:
                     log.warning(
                         "vector snapshot %s unreadable (%s); trying an older one", path, exc
