@@ -82,10 +82,12 @@ class VectorIndex:
 
     def catch_up(self, conn: sqlite3.Connection) -> None:
         with self._lock:
-            row = conn.execute("SELECT min(seq), max(seq) FROM ann_log").fetchone()
-            first, last = row if row else (None, None)
+            # Two statements: SQLite answers a lone min() or max() from the index, but scans
+            # the whole log when both share one SELECT — that scan was on every search.
+            last = conn.execute("SELECT max(seq) FROM ann_log").fetchone()[0]
             if last is None or last <= self.watermark:
                 return
+            first = conn.execute("SELECT min(seq) FROM ann_log").fetchone()[0]
             if first is not None and first > self.watermark + 1 and self.watermark > 0:
                 self._rebuild(conn)
                 return
