@@ -128,28 +128,35 @@ class Run:
 Config = tuple[str, int, Callable[[], Embedder]]
 
 
-def measure(configs: list[Config], texts: list[str], repeat: int) -> list[Run]:
-    """Best run per config, timing the configs in turn `repeat` times.
+def measure(make: Callable[[], Embedder], texts: list[str], repeat: int) -> Run:
+    """Fastest of `repeat` timed runs, after a load and warm-up that are timed separately."""
+    start = time.perf_counter()
+    embedder = make()
+    embedder.embed(texts[:4])
+    setup = time.perf_counter() - start
+    runs = [time_once(embedder, texts, setup) for _ in range(repeat)]
+    # Other processes on a shared machine only ever slow a run down.
+    return min(runs, key=lambda r: r.embed_s)
 
-    Round-robin rather than one config after another, so a burst of load from other
-    processes on a shared machine slows one round of every config instead of all of one.
-    """
-    embedders, setups = [], []
-    for _, _, make in configs:
-        start = time.perf_counter()
-        embedder = make()
-        embedder.embed(texts[:4])
-        embedders.append(embedder)
-        setups.append(time.perf_counter() - start)
-    best: list[Run | None] = [None] * len(configs)
-    for round_no in range(repeat):
-        for i, (label, batch, _) in enumerate(configs):
-            run = time_once(embedders[i], texts, setups[i])
-            print(f"  round {round_no + 1}: {label} batch {batch}: {run.embed_s:.1f} s", flush=True)
-            # Other processes only ever slow a run down, so the fastest is the least disturbed.
-            if (previous := best[i]) is None or run.embed_s < previous.embed_s:
-                best[i] = run
-    return [r for r in best if r is not None]
+
+def reference_run(make: Callable[[], Embedder], texts: list[str], args: argparse.Namespace) -> Run:
+    """The PyTorch run, kept on disk so a resumed or partial benchmark need not repeat it."""
+    key = hashlib.sha1("\0".join(texts).encode())
+    key.update(f"{args.torch_batch}/{args.threads}".encode())
+    path = args.cache_dir / f"torch-reference-{key.hexdigest()[:16]}.npz"
+    if path.exists() and not args.fresh_reference:
+        print(f"  torch: reusing {path.name} (--fresh-reference to time it again)", flush=True)
+        with np.load(path) as saved:
+            other = float(saved["other_cpu"])
+            timings = (float(saved["setup_s"]), float(saved["embed_s"]))
+            return Run(saved["vectors"], *timings, None if np.isnan(other) else other)
+    run = measure(make, texts, args.repeat)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    other_cpu = np.nan if run.other_cpu is None else run.other_cpu
+    np.savez(
+        path, vectors=run.vectors, setup_s=run.setup_s, embed_s=run.embed_s, other_cpu=other_cpu
+    )
+    return run
 
 
 def time_once(embedder: Embedder, texts: list[str], setup: float) -> Run:
@@ -232,13 +239,10 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows: list[Row], args: argparse.Namespace, pieces: int) -> Path:
+def write_json(path: Path, rows: list[Row], args: argparse.Namespace, pieces: int) -> None:
     import onnxruntime
     import torch
 
-    out_dir = BENCH_DIR / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"embedders-{time.strftime('%Y%m%d-%H%M%S')}.json"
     meta = {
         "chunks": args.chunks,
         "target_pieces": args.pieces,
@@ -251,8 +255,14 @@ def write_json(rows: list[Row], args: argparse.Namespace, pieces: int) -> Path:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-    path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    os.replace(tmp, path)
+
+
+def load_rows(path: Path) -> list[Row]:
+    return [Row(**r) for r in json.loads(path.read_text())["rows"]]
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -272,7 +282,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--onnx", default="fp32,int8", help="ONNX variants to run; PyTorch always runs as reference"
     )
     parser.add_argument(
-        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="where ONNX exports live"
+        "--cache-dir",
+        type=Path,
+        default=BENCH_DIR / ".cache",
+        help="ONNX exports and the PyTorch reference vectors",
+    )
+    parser.add_argument(
+        "--fresh-reference", action="store_true", help="time PyTorch again even if cached"
+    )
+    parser.add_argument(
+        "--resume", type=Path, help="results JSON of an interrupted run: skip what it has"
     )
     args = parser.parse_args(argv)
     if args.pieces > MAX_TOKENS:
@@ -308,15 +327,23 @@ def main(argv: list[str] | None = None) -> None:
     def make_torch() -> Embedder:
         return TorchEmbedder(batch_size=args.torch_batch, threads=args.threads)
 
-    configs: list[Config] = [("torch", args.torch_batch, make_torch), *onnx_runs(args)]
-    runs = measure(configs, texts, args.repeat)
-    rows = [
-        make_row(label, batch, run, runs[0], pieces)
-        for (label, batch, _), run in zip(configs, runs, strict=True)
-    ]
+    reference = reference_run(make_torch, texts, args)
+    rows = load_rows(args.resume) if args.resume else []
+    done = {(r.backend, r.batch) for r in rows}
+    if ("torch", args.torch_batch) not in done:
+        rows.insert(0, make_row("torch", args.torch_batch, reference, reference, pieces))
+    out = args.resume or BENCH_DIR / "results" / f"embedders-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    # Written after every backend so an interrupted run can continue with --resume.
+    write_json(out, rows, args, pieces)
+    for label, batch, make in onnx_runs(args):
+        if (label, batch) in done:
+            continue
+        rows.append(make_row(label, batch, measure(make, texts, args.repeat), reference, pieces))
+        print(f"  {label} batch {batch}: {rows[-1].word_pieces_per_s} word pieces/s", flush=True)
+        write_json(out, rows, args, pieces)
     print()
     print(format_table(rows))
-    print(f"\nwrote {write_json(rows, args, pieces)}")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
