@@ -75,3 +75,10 @@ def sample_index(
     data_dir = tmp_path_factory.mktemp("sample-index")
     run_cli("ingest", str(SAMPLES), data_dir=data_dir, model_cache=model_cache)
     yield data_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.support.postgres import start_server
+
+    return start_server(tmp_path_factory.mktemp("postgres"))

@@ -182,12 +182,41 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
+class PostgresSettings(BaseModel):
+    schema_name: str = Field(
+        "grounded",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema holding Grounded's tables (several deployments can "
+        "share one database under different schemas).",
+    )
+    pool_min: int = Field(1, ge=0, le=100, description="Connections kept open per process.")
+    pool_max: int = Field(10, ge=1, le=500, description="Most connections per process.")
+    connect_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds to wait for the server before failing clearly."
+    )
+    statement_timeout_ms: int = Field(
+        30_000, ge=0, le=3_600_000, description="Per-statement limit; 0 = none."
+    )
+    ef_search: int = Field(
+        100, ge=1, le=1000, description="HNSW candidate list at query time (pgvector)."
+    )
+    hnsw_m: int = Field(16, ge=4, le=100, description="HNSW links per node, fixed at creation.")
+    hnsw_ef_construction: int = Field(
+        64, ge=8, le=1000, description="HNSW build-time candidate list, fixed at creation."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GROUNDED_", env_nested_delimiter="__", extra="ignore"
     )
 
     data_dir: Path = Field(Path(".grounded"), description="Where the index and logs live.")
+    store_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host/db selects the PostgreSQL + pgvector "
+        "store; unset = the embedded store in DATA_DIR.",
+    )
     collection: str = Field(
         "default",
         min_length=1,
@@ -202,6 +231,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
 
     @classmethod
     def settings_customise_sources(

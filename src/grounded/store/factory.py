@@ -1,4 +1,4 @@
-"""Pick the store backend from settings."""
+"""Pick the store backend from settings: PostgreSQL when a URL is set, else the embedded one."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from grounded.store.protocol import Store
 
 
 def build_store(settings: Settings) -> Store:
+    if settings.store_url is not None:
+        from grounded.store.postgres import PostgresStore
+
+        return PostgresStore(settings.store_url.get_secret_value(), settings.postgres)
+
     from grounded.store.sqlite import SqliteStore
 
     return SqliteStore(
