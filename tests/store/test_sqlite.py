@@ -55,3 +55,20 @@ async def test_snapshot_plus_log_replay_matches_the_database(open_store: OpenSto
     found = {s.chunk_id for s in await reader.dense_search(unit(50), 10, SearchFilter())}
     assert "new-c0" in found and "phones-c0" not in found
     await reader.close()
+
+
+def test_native_libraries_load_in_any_order() -> None:
+    # usearch before onnxruntime used to crash the interpreter on import.
+    import subprocess
+    import sys
+
+    for first, second in (
+        ("grounded.store.sqlite", "onnxruntime"),
+        ("grounded.cli", "grounded.ingest.embedders.onnx"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", f"import {first}; import {second}; import onnxruntime"],
+            capture_output=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, (first, second, result.stderr[-500:])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -213,7 +215,27 @@ def ensure_model(cache_dir: Path, quantize: Quantize) -> Path:
         return final
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with _export_lock(Path(cache_dir)):
-        return _build_locked(Path(cache_dir), quantize)
+        if not final.exists():
+            _build_in_child(Path(cache_dir), quantize)
+    if not final.exists():
+        raise EmbedderError(f"ONNX export did not produce {final.name}")
+    return final
+
+
+def _build_in_child(cache_dir: Path, quantize: Quantize) -> None:
+    # Export and quantisation run in a fresh interpreter: the TorchScript tracer spins for
+    # minutes, and onnx's quantiser crashes, in a process that has already loaded some other
+    # native extensions (usearch, seen in practice). The parent holds the lock meanwhile.
+    result = subprocess.run(
+        [sys.executable, "-m", "grounded.ingest.embedders.onnx", str(cache_dir), quantize],
+        capture_output=True,
+        text=True,
+        timeout=EXPORT_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout or f"exit {result.returncode}").strip()
+        raise EmbedderError("ONNX export failed: " + " | ".join(tail.splitlines()[-3:]))
 
 
 def _build_locked(cache_dir: Path, quantize: Quantize) -> Path:
@@ -326,3 +348,9 @@ def _hidden_states_only(bert: Any) -> Any:
             return hidden
 
     return HiddenStates()
+
+
+EXPORT_TIMEOUT_S = 900
+
+if __name__ == "__main__":
+    _build_locked(Path(sys.argv[1]), "int8" if sys.argv[2] == "int8" else "fp32")

@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+# onnxruntime must be loaded before usearch: usearch's extension links its own static C++
+# runtime, and importing onnxruntime after it segfaults (the other order is fine).
+import onnxruntime  # noqa: F401
 from usearch.index import Index
 
 from grounded.types import Matrix
