@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from grounded.capacity import capacity
+from grounded.cli_db import db_app, migrate_store
 from grounded.errors import GroundedError, InputError
 from grounded.models import SearchFilter
 from grounded.runtime import Runtime
@@ -29,6 +31,9 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(db_app, name="db")
+app.command("migrate-store")(migrate_store)
+app.command("capacity")(capacity)
 console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")

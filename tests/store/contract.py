@@ -209,6 +209,16 @@ class StoreContract:
         np.testing.assert_allclose(found["h-laptops-2"], unit(2), atol=1e-6)
         await store.close()
 
+    async def test_document_chunks_export_everything_in_order(self, open_store: OpenStore) -> None:
+        store = await seeded(open_store)
+        exported = await store.document_chunks(DocId("laptops"))
+        assert [e.chunk.chunk_id for e in exported] == ["laptops-c0", "laptops-c1"]
+        assert exported[1].chunk.text == "Opened laptops carry a 15% restocking fee."
+        np.testing.assert_allclose(exported[1].vector, unit(2), atol=1e-6)
+        assert exported[0].duplicate_of is None
+        assert await store.document_chunks(DocId("missing")) == []
+        await store.close()
+
     async def test_similar_chunks_only_across_documents_in_one_collection(
         self, open_store: OpenStore
     ) -> None:

@@ -83,6 +83,10 @@ class Store(Protocol):
         """For each vector, an indexed chunk of another document at cosine >= threshold."""
         ...
 
+    async def document_chunks(self, doc_id: DocId) -> list[EmbeddedChunk]:
+        """Every chunk of a document in order, with its vector and copy mark (for exports)."""
+        ...
+
     async def write_document(
         self, document: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
     ) -> None:

@@ -230,6 +230,14 @@ class PostgresStore:
         )
         return {hash_: _as_vector(vector) for hash_, vector in rows}
 
+    async def document_chunks(self, doc_id: DocId) -> list[EmbeddedChunk]:
+        rows = await self._rows(
+            f"SELECT {_HIT_COLUMNS}, c.embedding, c.duplicate_of FROM chunks c "
+            "JOIN documents d ON d.doc_key = c.doc_key WHERE d.doc_id = %s ORDER BY c.ordinal",
+            [doc_id],
+        )
+        return [EmbeddedChunk(_hit(r).chunk, _as_vector(r[13]), duplicate_of=r[14]) for r in rows]
+
     # -- writes ------------------------------------------------------------------------------
 
     async def write_document(

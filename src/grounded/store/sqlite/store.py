@@ -169,6 +169,19 @@ class SqliteStore:
 
         return await self._db.read(read)
 
+    async def document_chunks(self, doc_id: DocId) -> list[EmbeddedChunk]:
+        sql = (
+            f"SELECT {_HIT_COLUMNS}, c.vector, c.duplicate_of FROM chunks c "
+            "JOIN documents d ON d.doc_key = c.doc_key WHERE d.doc_id = ? ORDER BY c.ordinal"
+        )
+        rows = await self._db.read(lambda c: c.execute(sql, (doc_id,)).fetchall())
+        return [
+            EmbeddedChunk(
+                _hit(r).chunk, np.frombuffer(r[13], dtype=np.float32).copy(), duplicate_of=r[14]
+            )
+            for r in rows
+        ]
+
     # -- writes ------------------------------------------------------------------------------
 
     async def write_document(
