@@ -52,13 +52,18 @@ def cli_env(data_dir: Path, model_cache: Path) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, data_dir: Path, model_cache: Path, check: bool = True, cwd: Path | None = None
+    *args: str,
+    data_dir: Path,
+    model_cache: Path,
+    check: bool = True,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "grounded", *args],
         capture_output=True,
         text=True,
-        env=cli_env(data_dir, model_cache),
+        env=cli_env(data_dir, model_cache) | (env or {}),
         cwd=cwd or ROOT,
         timeout=300,
     )

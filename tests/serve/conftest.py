@@ -17,6 +17,8 @@ import uvicorn
 
 from grounded.serve.app import create_app
 from grounded.settings import Settings, load_settings
+from tests.conftest import run_cli
+from tests.support.postgres import fresh_schema
 
 
 def free_port() -> int:
@@ -60,7 +62,26 @@ def index_copy(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return target
 
 
-@pytest.fixture(scope="module")
-def server(index_copy: Path, model_cache: Path) -> Iterator[str]:
-    with running_server(server_settings(index_copy, model_cache)) as url:
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def server(
+    request: pytest.FixtureRequest, index_copy: Path, model_cache: Path
+) -> Iterator[str]:
+    """The API suite runs once per store; on PostgreSQL the sample index is copied in with
+    `grounded migrate-store` (so that command is exercised too)."""
+    overrides: dict[str, Any] = {}
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        schema = fresh_schema(url)
+        run_cli(
+            "migrate-store",
+            "--from",
+            str(index_copy),
+            "--to",
+            url,
+            data_dir=index_copy,
+            model_cache=model_cache,
+            env={"GROUNDED_POSTGRES__SCHEMA_NAME": schema.schema_name},
+        )
+        overrides = {"store_url": url, "postgres": schema.model_dump()}
+    with running_server(server_settings(index_copy, model_cache, **overrides)) as url:
         yield url
