@@ -63,9 +63,7 @@ def index_copy(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module", params=["embedded", "postgres"])
-def server(
-    request: pytest.FixtureRequest, index_copy: Path, model_cache: Path
-) -> Iterator[str]:
+def server(request: pytest.FixtureRequest, index_copy: Path, model_cache: Path) -> Iterator[str]:
     """The API suite runs once per store; on PostgreSQL the sample index is copied in with
     `grounded migrate-store` (so that command is exercised too)."""
     overrides: dict[str, Any] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from grounded.models import SearchFilter
-from grounded.store.terms import check_metadata_key, query_terms
+from grounded.store.terms import check_metadata_key
 
 
 def filter_sql(where: SearchFilter, with_documents: bool) -> tuple[str, list[object]]:
@@ -32,8 +32,3 @@ def filter_sql(where: SearchFilter, with_documents: bool) -> tuple[str, list[obj
 def needs_documents(where: SearchFilter) -> bool:
     return bool(where.source_prefix or where.metadata)
 
-
-def tsquery_text(text: str) -> str | None:
-    """An OR of the question's terms in to_tsquery syntax; terms are word characters only."""
-    terms = query_terms(text)
-    return " | ".join(terms) if terms else None

@@ -23,7 +23,8 @@ from grounded.errors import ConfigError
 from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.settings import PostgresSettings
 from grounded.store.postgres.connect import open_pool
-from grounded.store.postgres.filters import filter_sql, needs_documents, tsquery_text
+from grounded.store.postgres.filters import filter_sql, needs_documents
+from grounded.store.postgres.keyword import RANKED_SQL, any_of, weighted_terms
 from grounded.store.postgres.migrate import require_current
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.types import ChunkId, DocId, Matrix, Vector
@@ -339,18 +340,17 @@ class PostgresStore:
         return sorted(scored, key=lambda s: s.score, reverse=True)
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
-        terms = tsquery_text(query)
-        if terms is None:
-            return []
         condition, params = filter_sql(where, with_documents=True)
         join = "JOIN documents d ON d.doc_key = c.doc_key" if needs_documents(where) else ""
-        rows = await self._rows(
-            f"SELECT c.chunk_id, ts_rank(c.terms, q, 1) AS rank "
-            f"FROM to_tsquery('english', %s) q, chunks c {join} "
-            f"WHERE c.terms @@ q AND {condition} ORDER BY rank DESC, c.chunk_key LIMIT %s",
-            [terms, *params, k],
-        )
-        return [Scored(ChunkId(chunk_id), float(rank)) for chunk_id, rank in rows]
+        async with self._connection() as conn:
+            terms, idf = await weighted_terms(conn, query)
+            if not terms:
+                return []
+            statement = RANKED_SQL.format(join=join, condition=condition)
+            rows = await (
+                await conn.execute(statement.encode(), [terms, idf, any_of(terms), *params, k])
+            ).fetchall()
+        return [Scored(ChunkId(chunk_id), float(score)) for chunk_id, score in rows]
 
     async def hits(self, chunk_ids: Sequence[ChunkId]) -> dict[ChunkId, Hit]:
         if not chunk_ids:
