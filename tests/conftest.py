@@ -87,3 +87,11 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tests.support.postgres import start_server
 
     return start_server(tmp_path_factory.mktemp("postgres"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.support.redis_server import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from grounded.cache import ResponseCache
+from grounded.cache.state import CacheState, MemoryState, RedisState
 from grounded.generate.answer import Answerer
 from grounded.generate.factory import build_backends
 from grounded.ingest.embedders.factory import build_embedder
@@ -24,6 +26,7 @@ from grounded.store.protocol import Store
 class Runtime:
     settings: Settings
     _answerer: Answerer | None = field(default=None, init=False)
+    _cache: ResponseCache | None = field(default=None, init=False)
 
     @cached_property
     def store(self) -> Store:
@@ -73,6 +76,23 @@ class Runtime:
             )
         return self._answerer
 
+    async def response_cache(self) -> ResponseCache:
+        if self._cache is None:
+            await self.ready_for_search()
+            state: CacheState
+            if self.settings.state_url is not None:
+                state = RedisState(self.settings.state_url.get_secret_value())
+            else:
+                state = MemoryState(self.settings.cache.max_entries)
+            self._cache = ResponseCache(
+                state,
+                self.store,
+                self.retriever.query_embedder,
+                self.embedder.dimension,
+                self.settings.cache,
+            )
+        return self._cache
+
     async def ready_for_search(self) -> Retriever:
         await self.store.bind_embedder(self.embedder.name, self.embedder.dimension)
         return self.retriever
@@ -80,5 +100,7 @@ class Runtime:
     async def close(self) -> None:
         if self._answerer is not None:
             await self._answerer.close()
+        if self._cache is not None:
+            await self._cache.close()
         if "store" in self.__dict__:
             await self.store.close()

@@ -182,6 +182,24 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
+class CacheSettings(BaseModel):
+    enabled: bool = Field(True, description="Serve repeated questions from the response cache.")
+    semantic: bool = Field(
+        True, description="Also serve differently worded questions with the same meaning."
+    )
+    similarity: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="Cosine similarity of question embeddings for a semantic hit (the top "
+        "passages must agree too); chosen on the paraphrase set, see BENCHMARKS.md.",
+    )
+    ttl_seconds: float = Field(86_400, gt=0, description="How long an answer stays cached.")
+    max_entries: int = Field(
+        10_000, ge=1, description="In-process cache size (least recently used go first)."
+    )
+
+
 class PostgresSettings(BaseModel):
     schema_name: str = Field(
         "grounded",
@@ -217,6 +235,11 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host/db selects the PostgreSQL + pgvector "
         "store; unset = the embedded store in DATA_DIR.",
     )
+    state_url: SecretStr | None = Field(
+        None,
+        description="redis://host:6379/0 shares the response cache between replicas; unset = "
+        "in-process.",
+    )
     collection: str = Field(
         "default",
         min_length=1,
@@ -232,6 +255,7 @@ class Settings(BaseSettings):
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @classmethod
     def settings_customise_sources(

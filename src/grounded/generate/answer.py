@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from grounded.generate.protocol import (
     Message,
     Usage,
 )
+from grounded.generate.replay import ReplayBackend
 from grounded.generate.rewrite import heuristic_rewrite, rewrite_messages
 from grounded.ingest.embedders.protocol import Embedder
 from grounded.models import Hit, SearchFilter
@@ -93,6 +94,13 @@ class PreparedAnswer:
     degraded: bool = False
     error: str | None = None
     first_token_at: float | None = None
+    cache: str | None = None  # "exact" / "semantic" when replayed from the response cache
+    on_complete: Callable[[PreparedAnswer], Awaitable[None]] | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Finished normally by the model it was asked of: the only kind worth caching."""
+        return self.finish_reason == "stop" and not self.degraded and self.error is None
 
     async def stream(self) -> AsyncIterator[Delta]:
         request = GenerationRequest(
@@ -117,6 +125,8 @@ class PreparedAnswer:
             raise
         finally:
             self._write_log()
+        if self.on_complete is not None and self.complete and self.cache is None:
+            await self.on_complete(self)
 
     async def _generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         try:
@@ -162,6 +172,7 @@ class PreparedAnswer:
                 },
                 "cost": self.cost(),
                 "degraded": self.degraded,
+                "cache": self.cache or "miss",
                 "error": self.error,
                 "latency_ms": {
                     "retrieval": round(self.retrieval_ms, 2),
@@ -210,12 +221,41 @@ class Answerer:
         settings = self._models.get(model)
         return (settings.context_window, settings.max_output_tokens) if settings else (4096, 512)
 
+    def settle(self, request: AnswerRequest) -> tuple[str, int]:
+        """The model that will answer and its output budget; UnknownModelError if none."""
+        model = request.model or self._default_model
+        if model not in self._backends:
+            raise UnknownModelError(model)
+        _, max_output = self.context_window(model)
+        return model, min(request.max_tokens or max_output, max_output)
+
+    def replay(
+        self, request: AnswerRequest, model: str, text: str, passages: list[Hit], kind: str
+    ) -> PreparedAnswer:
+        """A cached answer, streamed through the same path as a generated one."""
+        started = time.perf_counter()
+        prompt = Prompt([], passages, 0, 0)
+        return PreparedAnswer(
+            answer_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            model=model,
+            question=request.question,
+            standalone_query=request.question,
+            citations=[Citation(i, h) for i, h in enumerate(passages, start=1)],
+            prompt=prompt,
+            backend=ReplayBackend(text, model),
+            fallback=None,
+            log=self._log,
+            max_tokens=0,
+            temperature=request.temperature,
+            started=started,
+            retrieval_ms=0.0,
+            cache=kind,
+        )
+
     async def prepare(self, request: AnswerRequest) -> PreparedAnswer:
         started = time.perf_counter()
-        model = request.model or self._default_model
-        backend = self._backends.get(model)
-        if backend is None:
-            raise UnknownModelError(model)
+        model, _ = self.settle(request)
+        backend = self._backends[model]
         query = await self._standalone(request, backend)
         hits: list[Hit] = []
         if request.retrieval:

@@ -29,6 +29,10 @@ class Retriever:
         self._embedder = embedder
         self._settings = settings
 
+    @property
+    def query_embedder(self) -> QueryEmbedder:
+        return self._embedder
+
     async def search(
         self,
         question: str,

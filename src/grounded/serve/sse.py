@@ -61,6 +61,7 @@ async def stream_answer(answer: PreparedAnswer, include_usage: bool) -> AsyncIte
             extra={
                 "grounded": {
                     "degraded": answer.degraded,
+                    "cache": answer.cache or "miss",
                     "prompt_version": answer.prompt.version,
                     "standalone_query": answer.standalone_query,
                 }

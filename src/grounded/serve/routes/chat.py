@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from grounded.cache import ResponseCache
+from grounded.cache.responses import DEFAULT_TENANT, CacheScope
 from grounded.generate.answer import AnswerRequest, PreparedAnswer, UnknownModelError
+from grounded.generate.prompt import PROMPT_VERSION
 from grounded.generate.protocol import BackendError, Message
 from grounded.models import SearchFilter
 from grounded.serve.errors import error_response
@@ -65,11 +69,24 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             "message_too_long",
             "messages",
         )
+    answerer = await app.runtime.answerer()
     try:
-        answer = await (await app.runtime.answerer()).prepare(answer_request)
+        model, max_tokens = answerer.settle(answer_request)
     except UnknownModelError as exc:
         return error_response(404, str(exc), "model_not_found", "model")
-    headers = {"x-grounded-answer-id": answer.answer_id}
+    cache = await app.runtime.response_cache()
+    scope = _cache_scope(answer_request, model, max_tokens, app.runtime.settings.retrieve.k)
+    cached = await cache.lookup(scope, answer_request.question) if scope else None
+    if cached is not None:
+        answer = answerer.replay(answer_request, model, cached.text, cached.passages(), cached.kind)
+    else:
+        answer = await answerer.prepare(answer_request)
+        if scope is not None:
+            answer.on_complete = _saver(cache, scope)
+    headers = {
+        "x-grounded-answer-id": answer.answer_id,
+        "x-grounded-cache": f"hit-{cached.kind}" if cached else "miss" if scope else "bypass",
+    }
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
@@ -82,6 +99,32 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     except BackendError as exc:
         return error_response(502, str(exc), "upstream_error")
     return JSONResponse(_completion(answer), headers=headers)
+
+
+def _cache_scope(
+    request: AnswerRequest, model: str, max_tokens: int, default_k: int
+) -> CacheScope | None:
+    # Only first-turn, retrieval-grounded, deterministic requests: an answer that depends on
+    # a conversation or on sampling is not the answer to the next person's question.
+    if request.history or not request.retrieval or request.temperature not in (None, 0):
+        return None
+    return CacheScope(
+        tenant=DEFAULT_TENANT,
+        model=model,
+        k=request.k or default_k,
+        where=request.where,
+        prompt_version=PROMPT_VERSION,
+        max_tokens=max_tokens,
+    )
+
+
+def _saver(cache: ResponseCache, scope: CacheScope) -> Callable[[PreparedAnswer], Awaitable[None]]:
+    async def save(answer: PreparedAnswer) -> None:
+        prompt_tokens = answer.usage.prompt_tokens if answer.usage else 0
+        citations = [c.as_dict() for c in answer.citations]
+        await cache.save(scope, answer.question, "".join(answer.text), citations, prompt_tokens)
+
+    return save
 
 
 async def _drain(answer: PreparedAnswer) -> None:
@@ -112,10 +155,18 @@ def _completion(answer: PreparedAnswer) -> dict[str, Any]:
         "grounded": {
             "citations": [c.as_dict() for c in answer.citations],
             "degraded": answer.degraded,
+            "cache": answer.cache or "miss",
             "prompt_version": answer.prompt.version,
             "standalone_query": answer.standalone_query,
         },
     }
+
+
+@router.delete("/v1/cache")
+async def flush_cache(request: Request) -> dict[str, Any]:
+    """Drop every cached answer of this tenant (after a bulk change, say)."""
+    removed = await (await state(request).runtime.response_cache()).flush(DEFAULT_TENANT)
+    return {"flushed": removed}
 
 
 @router.get("/v1/models")

@@ -31,4 +31,3 @@ def filter_sql(where: SearchFilter, with_documents: bool) -> tuple[str, list[obj
 
 def needs_documents(where: SearchFilter) -> bool:
     return bool(where.source_prefix or where.metadata)
-

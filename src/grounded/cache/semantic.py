@@ -1,0 +1,72 @@
+"""Nearest cached questions, per scope, in a local HNSW index fed by the shared log.
+
+Each process keeps its own small index and catches up from the state's log before every
+lookup, so an answer cached by one replica is found by the others; entries that expired
+or were invalidated are simply missing from the state when a candidate is fetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# onnxruntime must be loaded before usearch (see grounded.store.sqlite.ann).
+import onnxruntime  # noqa: F401
+from usearch.index import Index
+
+from grounded.cache.state import CacheState
+from grounded.types import Vector
+
+_SEPARATOR = b"\n"  # log item: entry key (never holds a newline), then float32 vector
+
+
+@dataclass
+class _ScopeIndex:
+    index: Index
+    keys: list[str] = field(default_factory=list)
+    position: str = ""
+
+
+class SemanticIndex:
+    def __init__(self, state: CacheState, dimension: int) -> None:
+        self._state = state
+        self._dimension = dimension
+        self._scopes: dict[str, _ScopeIndex] = {}
+
+    @staticmethod
+    def log_name(scope: str) -> str:
+        return f"{scope}:questions"
+
+    async def add(self, scope: str, entry_key: str, vector: Vector) -> None:
+        item = entry_key.encode() + _SEPARATOR + np.asarray(vector, dtype=np.float32).tobytes()
+        await self._state.append(self.log_name(scope), item)
+
+    async def nearest(self, scope: str, vector: Vector, count: int = 3) -> list[tuple[str, float]]:
+        scope_index = await self._caught_up(scope)
+        if not scope_index.keys:
+            return []
+        found = scope_index.index.search(np.asarray(vector, dtype=np.float32), count)
+        return [
+            (scope_index.keys[int(label)], 1.0 - float(distance))
+            for label, distance in zip(found.keys, found.distances, strict=True)
+        ]
+
+    def forget(self, scope_prefix: str) -> None:
+        for scope in [s for s in self._scopes if s.startswith(scope_prefix)]:
+            del self._scopes[scope]
+
+    async def _caught_up(self, scope: str) -> _ScopeIndex:
+        scope_index = self._scopes.get(scope)
+        if scope_index is None:
+            scope_index = _ScopeIndex(Index(ndim=self._dimension, metric="cos", dtype="f32"))
+            self._scopes[scope] = scope_index
+        items = await self._state.read(self.log_name(scope), scope_index.position)
+        for position, item in items:
+            key, _, raw = item.partition(_SEPARATOR)
+            if len(raw) == self._dimension * 4:
+                vector = np.frombuffer(raw, dtype=np.float32)
+                scope_index.index.add(len(scope_index.keys), vector)
+                scope_index.keys.append(key.decode())
+            scope_index.position = position
+        return scope_index
