@@ -63,6 +63,7 @@ async def measure(name: str, store: Store, n: int, queries: int) -> dict[str, ob
     if isinstance(store, PostgresStore):
         async with store._connection() as conn:  # statistics for the planner, as autovacuum would
             await conn.execute("ANALYZE")
+    console.print(f"  {name}: built in {build_s:.0f} s")
     query_vectors = clustered(queries, rng, centres)
     query_texts = [" ".join(t.split()[:6]) for t in texts(queries, rng, vocab)]
     recalls = []
@@ -80,9 +81,11 @@ async def measure(name: str, store: Store, n: int, queries: int) -> dict[str, ob
             for q in query_vectors[:100]
         ]
     )
+    console.print(f"  {name}: dense done")
     keyword = await timed(
         [lambda t=t: store.keyword_search(t, 40, SearchFilter()) for t in query_texts]
     )
+    console.print(f"  {name}: keyword done")
     fused = await timed(
         [
             lambda q=q, t=t: hybrid(store, q, t)

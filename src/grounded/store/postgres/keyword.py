@@ -45,6 +45,20 @@ async def chunk_total(conn: Connection) -> int:
     return int(exact[0]) if exact else 0
 
 
+async def common_lexemes(conn: Connection) -> dict[str, float]:
+    """Share of chunks holding each of the most common lexemes, from pg_stats."""
+    row = await (
+        await conn.execute(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'chunks' AND attname = 'terms'"
+        )
+    ).fetchone()
+    if row is None or row[0] is None:
+        return {}
+    lexemes, shares = row
+    return {lex: float(share) for lex, share in zip(lexemes, shares, strict=False)}
+
+
 async def weighted_terms(conn: Connection, question: str) -> tuple[list[str], list[float]]:
     """The query's lexemes worth searching for, with their BM25 idf."""
     found = await lexemes(conn, question)
@@ -52,15 +66,22 @@ async def weighted_terms(conn: Connection, question: str) -> tuple[list[str], li
         return [], []
     total = max(1, await chunk_total(conn))
     cap = max(MIN_CAP, int(total * COMMON_SHARE))
-    rows = await (
-        await conn.execute(
-            "SELECT lex, (SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE "
-            "c.duplicate_of IS NULL AND c.terms @@ quote_literal(lex)::tsquery LIMIT %s) s) "
-            "FROM unnest(%s::text[]) AS lex",
-            (cap + 1, found),
-        )
-    ).fetchall()
-    frequency = {lex: int(df) for lex, df in rows if int(df) > 0}
+    # Common lexemes' shares come free from the planner's statistics (ANALYZE keeps the most
+    # common elements of the tsvector column); only the rarer ones are counted, cheaply.
+    common = await common_lexemes(conn)
+    frequency = {lex: int(common[lex] * total) for lex in found if lex in common}
+    rare = [lex for lex in found if lex not in common]
+    if rare:
+        rows = await (
+            await conn.execute(
+                "SELECT lex, (SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE "
+                "c.duplicate_of IS NULL AND c.terms @@ quote_literal(lex)::tsquery LIMIT %s) s) "
+                "FROM unnest(%s::text[]) AS lex",
+                (cap + 1, rare),
+            )
+        ).fetchall()
+        frequency.update({lex: int(df) for lex, df in rows})
+    frequency = {lex: df for lex, df in frequency.items() if df > 0}
     if not frequency:
         return [], []
     kept = [lex for lex, df in frequency.items() if df <= cap] or [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from grounded.models import SearchFilter
 from grounded.store.terms import check_metadata_key, query_terms
 
@@ -32,7 +34,33 @@ def is_unfiltered(where: SearchFilter) -> bool:
 
 def fts_query(text: str) -> str | None:
     """An FTS5 OR-query of the question's terms, each quoted so no operator syntax leaks in."""
-    unique = query_terms(text)
-    if not unique:
-        return None
-    return " OR ".join(f'"{term}"' for term in unique)
+    return fts_or(query_terms(text))
+
+
+def fts_or(terms: list[str]) -> str | None:
+    return " OR ".join(f'"{term}"' for term in terms) if terms else None
+
+
+COMMON_SHARE = 0.2  # a term in more than this share of chunks is dropped from the query
+MIN_CAP = 200
+
+
+def selective_terms(conn: sqlite3.Connection, text: str, total: int) -> list[str]:
+    """The question's terms minus those in a large share of all chunks, keeping at least one.
+
+    BM25 gives such terms almost no weight, but FTS5 must score every chunk that contains
+    any query term, so one common word costs more than all the rare ones together.
+    """
+    terms = query_terms(text)
+    cap = max(MIN_CAP, int(total * COMMON_SHARE))
+    if len(terms) <= 1 or total <= cap:
+        return terms
+    frequency = {
+        term: conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (f'"{term}"', cap + 1),
+        ).fetchone()[0]
+        for term in terms
+    }
+    kept = [t for t in terms if 0 < frequency[t] <= cap]
+    return kept or [min(terms, key=lambda t: frequency[t] or cap + 2)]

@@ -15,7 +15,13 @@ from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.store.sqlite.ann import VectorIndex
 from grounded.store.sqlite.database import Database
-from grounded.store.sqlite.query import filter_sql, fts_query, is_unfiltered
+from grounded.store.sqlite.query import (
+    filter_sql,
+    fts_or,
+    fts_query,
+    is_unfiltered,
+    selective_terms,
+)
 from grounded.store.sqlite.writes import remove_document, replace_document
 from grounded.types import ChunkId, DocId, Matrix, Vector
 
@@ -336,7 +342,10 @@ class SqliteStore:
         return ranked[:k]
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
-        match = fts_query(query)
+        if fts_query(query) is None:
+            return []
+        total = len(self._vectors) if self._vectors is not None else 0
+        match = await self._db.read(lambda c: fts_or(selective_terms(c, query, total)))
         if match is None:
             return []
         if is_unfiltered(where):
