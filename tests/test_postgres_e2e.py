@@ -198,3 +198,22 @@ def test_db_migrate_creates_then_reports_nothing_to_do(
         "db", "migrate", "--url", postgres_url, data_dir=tmp_path, model_cache=model_cache, env=env
     )
     assert "0 migration(s) applied" in again.stdout
+
+
+def test_db_start_gives_a_working_local_server(tmp_path: Path, model_cache: Path) -> None:
+    local = tmp_path / "pg"
+    started = run_cli(
+        "db", "start", "--dir", str(local), data_dir=tmp_path, model_cache=model_cache
+    )
+    try:
+        url = started.stdout.split("GROUNDED_STORE_URL='", 1)[1].split("'", 1)[0]
+        stats = run_cli(
+            "stats",
+            "--json",
+            data_dir=tmp_path,
+            model_cache=model_cache,
+            env={"GROUNDED_STORE_URL": url},
+        )
+        assert '"documents": 0' in stats.stdout
+    finally:
+        run_cli("db", "stop", "--dir", str(local), data_dir=tmp_path, model_cache=model_cache)

@@ -175,3 +175,15 @@ def test_replicas_share_the_cache_and_its_invalidation(
         text, cache, _ = ask(first, question)
         assert cache == "miss" and "60 days" in text
         assert ask(second, question)[1] == "hit-exact"
+
+
+def test_unreachable_state_server_costs_the_cache_not_the_answer(
+    small_index: Path, model_cache: Path
+) -> None:
+    settings = server_settings(small_index, model_cache, state_url="redis://127.0.0.1:9/0")
+    with running_server(settings) as url:
+        for _ in range(2):
+            text, cache, _ = ask(url, "Can I return a laptop after 20 days?")
+            assert cache == "miss" and "30 days" in text
+        flushed = httpx.delete(f"{url}/v1/cache")
+        assert flushed.status_code == 503 and flushed.json()["error"]["code"] == "cache_unavailable"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -19,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from grounded.cache.semantic import SemanticIndex
-from grounded.cache.state import CacheState
+from grounded.cache.state import CacheState, StateUnavailable
 from grounded.models import SECTION_SEPARATOR, Chunk, Hit, SearchFilter
 from grounded.retrieve.query_embedding import QueryEmbedder
 from grounded.settings import CacheSettings
 from grounded.store.protocol import Store
 from grounded.types import ChunkId, DocId, Vector
 
+_log = logging.getLogger("grounded.cache")
 _SPACE = re.compile(r"\s+")
 AGREEING_PASSAGES = 3
 DEFAULT_TENANT = "default"  # until API keys name a tenant, every request shares one
@@ -127,8 +129,16 @@ class ResponseCache:
         return f"{scope.key()}:q:{digest}"
 
     async def lookup(self, scope: CacheScope, question: str) -> CachedAnswer | None:
+        """A current cached answer, or None (also when the state server is down)."""
         if not self._settings.enabled:
             return None
+        try:
+            return await self._lookup(scope, question)
+        except StateUnavailable as exc:
+            _log.warning("response cache skipped: %s", exc)
+            return None
+
+    async def _lookup(self, scope: CacheScope, question: str) -> CachedAnswer | None:
         key = self._entry_key(scope, question)
         raw = await self._state.get(key)
         if raw is not None:
@@ -180,6 +190,19 @@ class ResponseCache:
     ) -> None:
         if not self._settings.enabled or not citations or not text.strip():
             return
+        try:
+            await self._save(scope, question, text, citations, prompt_tokens)
+        except StateUnavailable as exc:
+            _log.warning("answer not cached: %s", exc)
+
+    async def _save(
+        self,
+        scope: CacheScope,
+        question: str,
+        text: str,
+        citations: list[dict[str, Any]],
+        prompt_tokens: int,
+    ) -> None:
         lineage: dict[str, str] = {}
         for citation in citations:
             doc = await self._store.get_document(DocId(citation["doc_id"]))

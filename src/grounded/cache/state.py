@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+
+class StateUnavailable(Exception):
+    """The shared state server cannot be reached; callers carry on without the cache."""
 
 
 class CacheState(Protocol):
@@ -88,39 +93,57 @@ class MemoryState:
 class RedisState:
     """Shared by every replica: entries are keys with a TTL, logs are Redis streams."""
 
-    def __init__(self, url: str, max_log: int = 100_000) -> None:
+    def __init__(self, url: str, max_log: int = 100_000, timeout: float = 0.5) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         self._max_log = max_log
 
     async def get(self, key: str) -> bytes | None:
-        value: Any = await self._redis.get(key)
+        with _reachable():
+            value: Any = await self._redis.get(key)
         return bytes(value) if value is not None else None
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        await self._redis.set(key, value, px=max(1, int(ttl_seconds * 1000)))
+        with _reachable():
+            await self._redis.set(key, value, px=max(1, int(ttl_seconds * 1000)))
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
-            await self._redis.delete(*keys)
+            with _reachable():
+                await self._redis.delete(*keys)
 
     async def append(self, log: str, item: bytes) -> None:
-        await self._redis.xadd(log, {b"v": item}, maxlen=self._max_log, approximate=True)
+        with _reachable():
+            await self._redis.xadd(log, {b"v": item}, maxlen=self._max_log, approximate=True)
 
     async def read(self, log: str, after: str) -> list[tuple[str, bytes]]:
         start = f"({after}" if after else "-"
-        rows: Any = await self._redis.xrange(log, min=start, max="+")
+        with _reachable():
+            rows: Any = await self._redis.xrange(log, min=start, max="+")
         return [(_text(i), bytes(fields[b"v"])) for i, fields in rows or []]
 
     async def flush(self, prefix: str) -> int:
         removed = 0
-        async for key in self._redis.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
-            removed += int(await self._redis.delete(key))
+        with _reachable():
+            async for key in self._redis.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+                removed += int(await self._redis.delete(key))
         return removed
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    from redis.exceptions import RedisError
+
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StateUnavailable(f"cache state server unavailable: {exc}") from exc
 
 
 def _text(value: Any) -> str:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from grounded.cache import ResponseCache
 from grounded.cache.responses import DEFAULT_TENANT, CacheScope
+from grounded.cache.state import StateUnavailable
 from grounded.generate.answer import AnswerRequest, PreparedAnswer, UnknownModelError
 from grounded.generate.prompt import PROMPT_VERSION
 from grounded.generate.protocol import BackendError, Message
@@ -162,10 +163,13 @@ def _completion(answer: PreparedAnswer) -> dict[str, Any]:
     }
 
 
-@router.delete("/v1/cache")
-async def flush_cache(request: Request) -> dict[str, Any]:
+@router.delete("/v1/cache", response_model=None)
+async def flush_cache(request: Request) -> Any:
     """Drop every cached answer of this tenant (after a bulk change, say)."""
-    removed = await (await state(request).runtime.response_cache()).flush(DEFAULT_TENANT)
+    try:
+        removed = await (await state(request).runtime.response_cache()).flush(DEFAULT_TENANT)
+    except StateUnavailable as exc:
+        return error_response(503, str(exc), "cache_unavailable")
     return {"flushed": removed}
 
 
