@@ -108,6 +108,10 @@ async def measure(name: str, store: Store, n: int, queries: int) -> dict[str, ob
     }
 
 
+def _ratio(a: object, b: object) -> float:
+    return float(a) / float(b)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,17 +137,16 @@ def main() -> None:
                 measure("postgres", PostgresStore(url, settings), args.chunks, args.queries)
             )
         )
-    columns = list(results[0])
-    rows = [[r[c] for c in columns] for r in results]
     embedded, postgres = results
-    ratio = (
-        ["postgres / embedded", ""]
-        + [
-            float(postgres[c]) / float(embedded[c])  # type: ignore[arg-type]
-            for c in columns[2:]
-        ]
+    rows = [
+        [metric, embedded[metric], postgres[metric], _ratio(postgres[metric], embedded[metric])]
+        for metric in list(embedded)[2:]
+    ]
+    print_table(
+        f"{args.chunks:,} chunks, {args.queries} queries",
+        ["metric", "embedded", "postgres", "postgres / embedded"],
+        rows,
     )
-    print_table(f"Store comparison ({args.queries} queries)", columns, [*rows, ratio])
     console.print(f"saved {save('store', {'args': vars(args), 'results': results})}")
 
 

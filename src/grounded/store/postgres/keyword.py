@@ -4,7 +4,8 @@
 ("order", "return") outranks the only chunk naming the part number asked about. Here each
 query lexeme gets a BM25 idf from its document frequency, counted on the GIN index and
 capped so that counting stays cheap; lexemes in a large share of all chunks are dropped
-(they rank nothing and cost the most), keeping at least the rarest one.
+(they rank nothing and cost the most); a question made only of such lexemes gets no
+keyword results, and the dense half of hybrid search answers it alone.
 """
 
 from __future__ import annotations
@@ -84,9 +85,7 @@ async def weighted_terms(conn: Connection, question: str) -> tuple[list[str], li
     frequency = {lex: df for lex, df in frequency.items() if df > 0}
     if not frequency:
         return [], []
-    kept = [lex for lex, df in frequency.items() if df <= cap] or [
-        min(frequency, key=lambda lex: frequency[lex])
-    ]
+    kept = [lex for lex, df in frequency.items() if df <= cap]
     idf = [math.log(1 + (total - frequency[lex] + 0.5) / (frequency[lex] + 0.5)) for lex in kept]
     return kept, idf
 

@@ -41,15 +41,17 @@ def fts_or(terms: list[str]) -> str | None:
     return " OR ".join(f'"{term}"' for term in terms) if terms else None
 
 
-COMMON_SHARE = 0.2  # a term in more than this share of chunks is dropped from the query
+COMMON_SHARE = 0.35  # a term in more than this share of chunks does not pick candidates
 MIN_CAP = 200
 
 
 def selective_terms(conn: sqlite3.Connection, text: str, total: int) -> list[str]:
-    """The question's terms minus those in a large share of all chunks, keeping at least one.
+    """The question's terms minus those in a large share of all chunks.
 
     BM25 gives such terms almost no weight, but FTS5 must score every chunk that contains
-    any query term, so one common word costs more than all the rare ones together.
+    any query term, so one common word costs more than all the rare ones together. When
+    every term is common, keyword search has nothing to rank by and returns nothing: the
+    dense half of hybrid search answers alone.
     """
     terms = query_terms(text)
     cap = max(MIN_CAP, int(total * COMMON_SHARE))
@@ -62,5 +64,4 @@ def selective_terms(conn: sqlite3.Connection, text: str, total: int) -> list[str
         ).fetchone()[0]
         for term in terms
     }
-    kept = [t for t in terms if 0 < frequency[t] <= cap]
-    return kept or [min(terms, key=lambda t: frequency[t] or cap + 2)]
+    return [t for t in terms if 0 < frequency[t] <= cap]
