@@ -187,3 +187,21 @@ def test_unreachable_state_server_costs_the_cache_not_the_answer(
             assert cache == "miss" and "30 days" in text
         flushed = httpx.delete(f"{url}/v1/cache")
         assert flushed.status_code == 503 and flushed.json()["error"]["code"] == "cache_unavailable"
+
+
+def test_a_new_document_that_outranks_the_cited_ones_is_a_miss(
+    small_index: Path, model_cache: Path
+) -> None:
+    question = "When does the Seattle store open on Boxing Day?"
+    with running_server(server_settings(small_index, model_cache)) as url:
+        _, cache, body = ask(url, question)
+        assert cache == "miss"
+        assert ask(url, question)[1] == "hit-exact"
+        upload(
+            url,
+            "holiday-hours.md",
+            "# Holiday Hours\n\nOur Seattle store opens at 7 a.m. on Boxing Day.\n",
+        )
+        text, cache, body = ask(url, question)
+        assert cache == "miss" and "7 a.m." in text
+        assert body["grounded"]["citations"][0]["source"] == "holiday-hours.md"

@@ -3,8 +3,9 @@
 An entry records the version (content hash) of every document its answer cited. A hit is
 served only if each of those documents is still stored at that version, so a re-ingest or
 delete anywhere — this process, a CLI run beside it, another replica — retires every
-dependent answer at once, with no message passing. A semantic hit also needs the new
-question's top passages to agree with the cached question's.
+dependent answer at once, with no message passing. Every hit also needs the question's top
+passages now to be the ones recorded with the entry: a document added since that outranks
+them turns the hit into a miss, and a semantic hit must be answered from the same place.
 """
 
 from __future__ import annotations
@@ -141,17 +142,21 @@ class ResponseCache:
     async def _lookup(self, scope: CacheScope, question: str) -> CachedAnswer | None:
         key = self._entry_key(scope, question)
         raw = await self._state.get(key)
+        vector = await self._embedder.embed_query(normalise(question))
+        top: list[str] | None = None
         if raw is not None:
             entry = CachedAnswer.from_bytes(raw, "exact")
-            if await self._current(entry):
+            top = await self._top_chunks(vector, scope)
+            if _agree(entry.top_chunks, top) and await self._current(entry):
                 return entry
             await self._state.delete([key])
         if not self._settings.semantic:
             return None
-        return await self._semantic_hit(scope, question)
+        return await self._semantic_hit(scope, vector, top)
 
-    async def _semantic_hit(self, scope: CacheScope, question: str) -> CachedAnswer | None:
-        vector = await self._embedder.embed_query(question)
+    async def _semantic_hit(
+        self, scope: CacheScope, vector: Vector, top: list[str] | None
+    ) -> CachedAnswer | None:
         candidates = [
             (key, score)
             for key, score in await self._semantic.nearest(scope.key(), vector)
@@ -159,7 +164,8 @@ class ResponseCache:
         ]
         if not candidates:
             return None
-        top = await self._top_chunks(vector, scope)
+        if top is None:
+            top = await self._top_chunks(vector, scope)
         for key, _ in candidates:
             raw = await self._state.get(key)
             if raw is None:
@@ -209,7 +215,7 @@ class ResponseCache:
             if doc is None:
                 return  # deleted while answering: nothing current to cache
             lineage[doc.doc_id] = doc.content_hash
-        vector = await self._embedder.embed_query(question)
+        vector = await self._embedder.embed_query(normalise(question))
         entry = CachedAnswer(
             question=question,
             text=text,
@@ -234,7 +240,10 @@ class ResponseCache:
 
 
 def _agree(cached: list[str], current: list[str]) -> bool:
-    """Same best passage, or most of the top passages shared."""
-    if not cached or not current:
-        return False
-    return cached[0] == current[0] or len(set(cached) & set(current)) >= 2
+    """The same top passages now as when the answer was cached (order aside).
+
+    This is what keeps a hit fresh beyond its lineage: a document added since, that now
+    ranks among the top passages, turns the hit into a miss. For a semantic hit it also
+    checks that the two questions are answered from the same place.
+    """
+    return bool(cached) and set(cached) == set(current)

@@ -24,7 +24,7 @@ from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.settings import PostgresSettings
 from grounded.store.postgres.connect import open_pool
 from grounded.store.postgres.filters import filter_sql, needs_documents
-from grounded.store.postgres.keyword import RANKED_SQL, any_of, weighted_terms
+from grounded.store.postgres.keyword import RANKED_SQL, any_of, selective_lexemes
 from grounded.store.postgres.migrate import require_current
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.types import ChunkId, DocId, Matrix, Vector
@@ -343,12 +343,12 @@ class PostgresStore:
         condition, params = filter_sql(where, with_documents=True)
         join = "JOIN documents d ON d.doc_key = c.doc_key" if needs_documents(where) else ""
         async with self._connection() as conn:
-            terms, idf = await weighted_terms(conn, query)
+            terms = await selective_lexemes(conn, query)
             if not terms:
                 return []
             statement = RANKED_SQL.format(join=join, condition=condition)
             rows = await (
-                await conn.execute(statement.encode(), [terms, idf, any_of(terms), *params, k])
+                await conn.execute(statement.encode(), [any_of(terms), *params, k])
             ).fetchall()
         return [Scored(ChunkId(chunk_id), float(score)) for chunk_id, score in rows]
 
