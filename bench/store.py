@@ -118,7 +118,10 @@ def main() -> None:
     )
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--ef-search", type=int, default=100)
+    parser.add_argument("--ef-search", type=int, default=PostgresSettings().ef_search)
+    parser.add_argument(
+        "--ef-construction", type=int, default=PostgresSettings().hnsw_ef_construction
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +133,11 @@ def main() -> None:
         )
         url = start_server(Path(tmp) / "pg")
         schema = fresh_schema(url)
-        settings = PostgresSettings(schema_name=schema.schema_name, ef_search=args.ef_search)
+        settings = PostgresSettings(
+            schema_name=schema.schema_name,
+            ef_search=args.ef_search,
+            hnsw_ef_construction=args.ef_construction,
+        )
         console.print(f"PostgreSQL store, {args.chunks:,} chunks …")
         results.append(
             asyncio.run(

@@ -41,7 +41,7 @@ def fts_or(terms: list[str]) -> str | None:
     return " OR ".join(f'"{term}"' for term in terms) if terms else None
 
 
-COMMON_SHARE = 0.35  # a term in more than this share of chunks does not pick candidates
+COMMON_SHARE = 0.35  # a term in more than this share of chunks is dropped from the query
 MIN_CAP = 200
 
 

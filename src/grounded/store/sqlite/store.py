@@ -72,34 +72,13 @@ def _hit(row: Sequence[Any]) -> Hit:
     )
 
 
-CANDIDATES_PER_RESULT = 5
-
-
-def _ranked_fts(conn: sqlite3.Connection, rare: str, full: str, k: int) -> list[Scored]:
+def _ranked_fts(conn: sqlite3.Connection, match: str, k: int) -> list[Scored]:
     # The FTS table alone ranks fastest; ids are looked up for the top k only.
-    if rare == full:
-        ranked = conn.execute(
-            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY s LIMIT ?",
-            (full, k),
-        ).fetchall()
-    else:
-        # Candidates come from the selective terms alone (cheap); they are then ranked by
-        # BM25 over every term, so common words still count where they occur.
-        candidates = [
-            r[0]
-            for r in conn.execute(
-                "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) "
-                "LIMIT ?",
-                (rare, max(200, k * CANDIDATES_PER_RESULT)),
-            )
-        ]
-        marks = ",".join("?" * len(candidates))
-        ranked = conn.execute(
-            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-            f"AND rowid IN ({marks}) ORDER BY s LIMIT ?",
-            (full, *candidates, k),
-        ).fetchall()
+    ranked = conn.execute(
+        "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+        "ORDER BY s LIMIT ?",
+        (match, k),
+    ).fetchall()
     if not ranked:
         return []
     marks = ",".join("?" * len(ranked))
@@ -367,11 +346,10 @@ class SqliteStore:
             return []
         total = len(self._vectors) if self._vectors is not None else 0
         match = await self._db.read(lambda c: fts_or(selective_terms(c, query, total)))
-        full = fts_query(query)
-        if match is None or full is None:
+        if match is None:
             return []
         if is_unfiltered(where):
-            return await self._db.read(lambda c: _ranked_fts(c, match, full, k))
+            return await self._db.read(lambda c: _ranked_fts(c, match, k))
         condition, params = filter_sql(where)
         sql = (
             "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
