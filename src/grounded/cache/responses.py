@@ -152,11 +152,12 @@ class ResponseCache:
             await self._state.delete([key])
         if not self._settings.semantic:
             return None
-        return await self._semantic_hit(scope, vector, top)
+        return await self._semantic_hit(scope, question, vector, top)
 
     async def _semantic_hit(
-        self, scope: CacheScope, vector: Vector, top: list[str] | None
+        self, scope: CacheScope, question: str, vector: Vector, top: list[str] | None
     ) -> CachedAnswer | None:
+        numbers = _numbers(question)
         candidates = [
             (key, score)
             for key, score in await self._semantic.nearest(scope.key(), vector)
@@ -171,7 +172,11 @@ class ResponseCache:
             if raw is None:
                 continue
             entry = CachedAnswer.from_bytes(raw, "semantic")
-            if _agree(entry.top_chunks, top) and await self._current(entry):
+            if (
+                _numbers(entry.question) == numbers
+                and _same_place(entry.top_chunks, top)
+                and await self._current(entry)
+            ):
                 return entry
         return None
 
@@ -240,10 +245,23 @@ class ResponseCache:
 
 
 def _agree(cached: list[str], current: list[str]) -> bool:
-    """The same top passages now as when the answer was cached (order aside).
-
-    This is what keeps a hit fresh beyond its lineage: a document added since, that now
-    ranks among the top passages, turns the hit into a miss. For a semantic hit it also
-    checks that the two questions are answered from the same place.
-    """
+    """The same top passages now as when the answer was cached (order aside): a document
+    added since that ranks among them turns an exact hit into a miss."""
     return bool(cached) and set(cached) == set(current)
+
+
+def _same_place(cached: list[str], current: list[str]) -> bool:
+    """Two questions answered from the same place: same best passage, most of the rest."""
+    return (
+        bool(cached and current)
+        and cached[0] == current[0]
+        and (len(set(cached) & set(current)) >= min(2, len(cached)))
+    )
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def _numbers(question: str) -> set[str]:
+    # "after 20 days" and "after 45 days" embed almost alike and have different answers.
+    return set(_NUMBER.findall(question))

@@ -62,11 +62,21 @@ class SemanticIndex:
             scope_index = _ScopeIndex(Index(ndim=self._dimension, metric="cos", dtype="f32"))
             self._scopes[scope] = scope_index
         items = await self._state.read(self.log_name(scope), scope_index.position)
-        for position, item in items:
+        if not items:
+            return scope_index
+        keys: list[str] = []
+        vectors: list[np.ndarray] = []
+        for _, item in items:
             key, _, raw = item.partition(_SEPARATOR)
             if len(raw) == self._dimension * 4:
-                vector = np.frombuffer(raw, dtype=np.float32)
-                scope_index.index.add(len(scope_index.keys), vector)
-                scope_index.keys.append(key.decode())
-            scope_index.position = position
+                keys.append(key.decode())
+                vectors.append(np.frombuffer(raw, dtype=np.float32))
+        if keys:
+            # One batched insert: a replica catching up on a large shared cache adds
+            # thousands of vectors at once.
+            start = len(scope_index.keys)
+            labels = np.arange(start, start + len(keys), dtype=np.uint64)
+            scope_index.index.add(labels, np.stack(vectors))
+            scope_index.keys.extend(keys)
+        scope_index.position = items[-1][0]
         return scope_index

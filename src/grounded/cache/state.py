@@ -3,6 +3,7 @@ default and Redis for several replicas (`GROUNDED_STATE_URL`)."""
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -74,8 +75,9 @@ class MemoryState:
             del items[: len(items) - self._max_log]
 
     async def read(self, log: str, after: str) -> list[tuple[str, bytes]]:
-        start = int(after) if after else 0
-        return [(str(n), item) for n, item in self._logs.get(log, []) if n > start]
+        items = self._logs.get(log, [])
+        first = bisect.bisect_right(items, int(after) if after else 0, key=lambda pair: pair[0])
+        return [(str(n), item) for n, item in items[first:]]
 
     async def flush(self, prefix: str) -> int:
         keys = [k for k in self._entries if k.startswith(prefix)]
