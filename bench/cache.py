@@ -75,6 +75,11 @@ async def add_filler(app: Any, count: int) -> None:
         await cache._state.put(key, raw, 86_400)
         vector = rng.standard_normal(runtime.embedder.dimension).astype(np.float32)
         await cache._semantic.add(scope.key(), key, vector / np.linalg.norm(vector))
+    started = time.perf_counter()
+    await cache._semantic.warm(scope.key())
+    console.print(
+        f"semantic index of {count:,} filler entries built in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def scope_for(runtime: Runtime) -> CacheScope:
@@ -251,9 +256,10 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--paraphrases-only", action="store_true")
+    parser.add_argument("--thresholds", default="0.80,0.85,0.90,0.95,0.98")
     args = parser.parse_args()
     payload: dict[str, Any] = {"args": vars(args)}
-    rates = asyncio.run(paraphrase_rates([0.90, 0.95, 0.98]))
+    rates = asyncio.run(paraphrase_rates([float(t) for t in args.thresholds.split(",")]))
     payload["paraphrases"] = rates
     print_table(
         "Semantic cache on the paraphrase set",

@@ -7,6 +7,7 @@ or were invalidated are simply missing from the state when a candidate is fetche
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,11 +22,15 @@ from grounded.types import Vector
 _SEPARATOR = b"\n"  # log item: entry key (never holds a newline), then float32 vector
 
 
+BACKGROUND_AFTER = 512  # a longer backlog is indexed off the event loop
+
+
 @dataclass
 class _ScopeIndex:
     index: Index
     keys: list[str] = field(default_factory=list)
     position: str = ""
+    building: asyncio.Task[None] | None = None
 
 
 class SemanticIndex:
@@ -44,8 +49,8 @@ class SemanticIndex:
 
     async def nearest(self, scope: str, vector: Vector, count: int = 3) -> list[tuple[str, float]]:
         scope_index = await self._caught_up(scope)
-        if not scope_index.keys:
-            return []
+        if scope_index.building is not None or not scope_index.keys:
+            return []  # still indexing a large backlog: exact hits only meanwhile
         found = scope_index.index.search(np.asarray(vector, dtype=np.float32), count)
         return [
             (scope_index.keys[int(label)], 1.0 - float(distance))
@@ -56,14 +61,41 @@ class SemanticIndex:
         for scope in [s for s in self._scopes if s.startswith(scope_prefix)]:
             del self._scopes[scope]
 
+    async def warm(self, scope: str) -> None:
+        """Index everything logged so far for this scope (a replica starting up, a benchmark)."""
+        while True:
+            scope_index = await self._caught_up(scope)
+            if scope_index.building is None:
+                return
+            await scope_index.building
+
     async def _caught_up(self, scope: str) -> _ScopeIndex:
         scope_index = self._scopes.get(scope)
         if scope_index is None:
-            scope_index = _ScopeIndex(Index(ndim=self._dimension, metric="cos", dtype="f32"))
+            scope_index = _ScopeIndex(
+                Index(ndim=self._dimension, metric="cos", dtype="f16", expansion_add=64)
+            )
             self._scopes[scope] = scope_index
+        if scope_index.building is not None:
+            if not scope_index.building.done():
+                return scope_index
+            scope_index.building = None
         items = await self._state.read(self.log_name(scope), scope_index.position)
         if not items:
             return scope_index
+        keys, vectors = self._decode(items)
+        scope_index.position = items[-1][0]
+        if len(keys) > BACKGROUND_AFTER:
+            # Thousands of entries (a replica joining a large shared cache): building the
+            # graph takes seconds, so it happens on a thread while requests carry on.
+            scope_index.building = asyncio.create_task(
+                asyncio.to_thread(_add, scope_index, keys, vectors)
+            )
+        elif keys:
+            _add(scope_index, keys, vectors)
+        return scope_index
+
+    def _decode(self, items: list[tuple[str, bytes]]) -> tuple[list[str], list[np.ndarray]]:
         keys: list[str] = []
         vectors: list[np.ndarray] = []
         for _, item in items:
@@ -71,12 +103,11 @@ class SemanticIndex:
             if len(raw) == self._dimension * 4:
                 keys.append(key.decode())
                 vectors.append(np.frombuffer(raw, dtype=np.float32))
-        if keys:
-            # One batched insert: a replica catching up on a large shared cache adds
-            # thousands of vectors at once.
-            start = len(scope_index.keys)
-            labels = np.arange(start, start + len(keys), dtype=np.uint64)
-            scope_index.index.add(labels, np.stack(vectors))
-            scope_index.keys.extend(keys)
-        scope_index.position = items[-1][0]
-        return scope_index
+        return keys, vectors
+
+
+def _add(scope_index: _ScopeIndex, keys: list[str], vectors: list[np.ndarray]) -> None:
+    start = len(scope_index.keys)
+    labels = np.arange(start, start + len(keys), dtype=np.uint64)
+    scope_index.index.add(labels, np.stack(vectors))
+    scope_index.keys.extend(keys)
