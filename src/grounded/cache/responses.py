@@ -142,7 +142,7 @@ class ResponseCache:
     async def _lookup(self, scope: CacheScope, question: str) -> CachedAnswer | None:
         key = self._entry_key(scope, question)
         raw = await self._state.get(key)
-        vector = await self._embedder.embed_query(normalise(question))
+        vector = await self._embedder.embed_query(question)
         top: list[str] | None = None
         if raw is not None:
             entry = CachedAnswer.from_bytes(raw, "exact")
@@ -220,7 +220,7 @@ class ResponseCache:
             if doc is None:
                 return  # deleted while answering: nothing current to cache
             lineage[doc.doc_id] = doc.content_hash
-        vector = await self._embedder.embed_query(normalise(question))
+        vector = await self._embedder.embed_query(question)
         entry = CachedAnswer(
             question=question,
             text=text,
