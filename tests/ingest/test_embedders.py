@@ -149,6 +149,10 @@ def test_second_embedder_reuses_the_export(
         raise AssertionError("exported again")
 
     monkeypatch.setattr(onnx_backend, "_export_fp32", no_export)
+
+    # In-process, so the patched export is the one that runs.
+
+    monkeypatch.setattr(onnx_backend, "_build_in_child", onnx_backend._build_locked)
     for quantize in ("fp32", "int8"):
         again = OnnxEmbedder(cache_dir, quantize)
         assert again.embed(["again"]).shape == (1, DIMENSION)
@@ -166,6 +170,10 @@ def test_concurrent_exports_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
         target.write_bytes(b"onnx")
 
     monkeypatch.setattr(onnx_backend, "_export_fp32", fake_export)
+
+    # In-process, so the patched export is the one that runs.
+
+    monkeypatch.setattr(onnx_backend, "_build_in_child", onnx_backend._build_locked)
     results: list[Path] = []
     workers = [
         threading.Thread(target=lambda: results.append(ensure_model(tmp_path, "fp32")))
@@ -186,6 +194,10 @@ def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(onnx_backend, "_export_fp32", broken_export)
+
+    # In-process, so the patched export is the one that runs.
+
+    monkeypatch.setattr(onnx_backend, "_build_in_child", onnx_backend._build_locked)
     with pytest.raises(EmbedderError, match="disk full"):
         ensure_model(tmp_path, "fp32")
     assert [p.name for p in tmp_path.iterdir()] == [".export.lock"]

@@ -58,6 +58,7 @@ def llm_server(index_copy: Path, model_cache: Path, simulator: RunningSimulator)
         index_copy,
         model_cache,
         generate={"models": models(simulator), "default_model": "sim-small"},
+        cache={"enabled": False},  # these tests drive the model path; a hit would bypass it
     )
     with running_server(settings) as url:
         yield url
@@ -75,6 +76,7 @@ def strict_server(
             "default_model": "sim-small",
             "fallback_extractive": False,
         },
+        cache={"enabled": False},
     )
     with running_server(settings) as url:
         yield url
