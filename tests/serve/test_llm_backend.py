@@ -217,3 +217,29 @@ def test_request_log_prices_the_answer(llm_server: str, index_copy: Path) -> Non
     expected = usage["prompt_tokens"] / 1000 * 0.5 + usage["completion_tokens"] / 1000 * 1.5
     assert record["cost"] == pytest.approx(expected) and record["cost"] > 0
     assert record["model"] == "sim-small" and record["latency_ms"]["first_token"] > 0
+
+
+def test_only_complete_model_answers_are_cached(
+    index_copy: Path, model_cache: Path, simulator: RunningSimulator
+) -> None:
+    settings = server_settings(
+        index_copy,
+        model_cache,
+        generate={"models": models(simulator), "default_model": "sim-small"},
+    )
+    question = {"model": "sim-small", "messages": [{"role": "user", "content": "Laptop returns?"}]}
+    with running_server(settings) as url:
+        simulator.set_mode("error_500")
+        first = httpx.post(f"{url}/v1/chat/completions", json=question, timeout=60)
+        assert first.json()["grounded"]["degraded"] is True
+        simulator.set_mode("ok")
+        second = httpx.post(f"{url}/v1/chat/completions", json=question, timeout=60)
+        assert second.headers["x-grounded-cache"] == "miss", "a degraded extract is not cached"
+        assert second.json()["grounded"]["degraded"] is False
+        third = httpx.post(f"{url}/v1/chat/completions", json=question, timeout=60)
+        assert third.headers["x-grounded-cache"] == "hit-exact"
+        assert (
+            third.json()["choices"][0]["message"]["content"]
+            == (second.json()["choices"][0]["message"]["content"])
+        )
+        assert simulator.stats()["requests"] == 2, "the hit never reached the model"
