@@ -269,7 +269,21 @@ class SqliteStore:
 
         return await self._db.read(pick)
 
+    async def _covers_everything(self, where: SearchFilter) -> bool:
+        """A filter on the only collection there is (the usual single-collection install)."""
+        if where.collection is None or where.source_prefix or where.metadata:
+            return is_unfiltered(where)
+        other = await self._db.read(
+            lambda c: c.execute(
+                "SELECT EXISTS (SELECT 1 FROM documents WHERE collection != ?)",
+                (where.collection,),
+            ).fetchone()
+        )
+        return not other[0]
+
     async def dense_search(self, vector: Vector, k: int, where: SearchFilter) -> list[Scored]:
+        if await self._covers_everything(where):
+            where = SearchFilter()
         index = await self._caught_up()
         query = np.asarray(vector, dtype=np.float32)
         if is_unfiltered(where):
@@ -348,7 +362,7 @@ class SqliteStore:
         match = await self._db.read(lambda c: fts_or(selective_terms(c, query, total)))
         if match is None:
             return []
-        if is_unfiltered(where):
+        if await self._covers_everything(where):
             return await self._db.read(lambda c: _ranked_fts(c, match, k))
         condition, params = filter_sql(where)
         sql = (
