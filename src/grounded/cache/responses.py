@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -185,11 +186,17 @@ class ResponseCache:
         return [s.chunk_id for s in found]
 
     async def _current(self, entry: CachedAnswer) -> bool:
-        for doc_id, version in entry.lineage.items():
+        return await self._versions(entry.lineage) == entry.lineage
+
+    async def _versions(self, doc_ids: Iterable[str]) -> dict[str, str] | None:
+        """The stored version of each document, or None if one of them is gone."""
+        versions: dict[str, str] = {}
+        for doc_id in doc_ids:
             doc = await self._store.get_document(DocId(doc_id))
-            if doc is None or doc.content_hash != version:
-                return False
-        return True
+            if doc is None:
+                return None
+            versions[doc_id] = doc.content_hash
+        return versions
 
     async def save(
         self,
@@ -214,12 +221,9 @@ class ResponseCache:
         citations: list[dict[str, Any]],
         prompt_tokens: int,
     ) -> None:
-        lineage: dict[str, str] = {}
-        for citation in citations:
-            doc = await self._store.get_document(DocId(citation["doc_id"]))
-            if doc is None:
-                return  # deleted while answering: nothing current to cache
-            lineage[doc.doc_id] = doc.content_hash
+        lineage = await self._versions(dict.fromkeys(c["doc_id"] for c in citations))
+        if lineage is None:
+            return  # deleted while answering: nothing current to cache
         vector = await self._embedder.embed_query(question)
         entry = CachedAnswer(
             question=question,

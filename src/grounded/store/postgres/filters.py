@@ -8,8 +8,9 @@ from grounded.models import SearchFilter
 from grounded.store.terms import check_metadata_key
 
 
-def filter_sql(where: SearchFilter, with_documents: bool) -> tuple[str, list[object]]:
-    """A condition over ``c`` (chunks) and, with `with_documents`, ``d`` (documents)."""
+def filter_sql(where: SearchFilter) -> tuple[str, str, list[object]]:
+    """The join (documents, when the filter needs them), a condition over ``c`` (chunks) and
+    ``d`` (documents), and its parameters."""
     clauses = ["c.duplicate_of IS NULL"]
     params: list[object] = []
     if where.collection is not None:
@@ -24,10 +25,8 @@ def filter_sql(where: SearchFilter, with_documents: bool) -> tuple[str, list[obj
         # Containment keeps JSON types exact: {"public": false} never matches 0 or "false".
         clauses.append("d.metadata @> %s::jsonb")
         params.append(json.dumps(dict(where.metadata)))
-    if not with_documents and needs_documents(where):
-        raise ValueError("this filter needs the documents table")
-    return " AND ".join(clauses), params
-
-
-def needs_documents(where: SearchFilter) -> bool:
-    return bool(where.source_prefix or where.metadata)
+    # The collection is copied onto chunks, so only the other filters need the join.
+    join = (
+        "JOIN documents d ON d.doc_key = c.doc_key" if where.source_prefix or where.metadata else ""
+    )
+    return join, " AND ".join(clauses), params

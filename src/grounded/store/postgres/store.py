@@ -23,7 +23,7 @@ from grounded.errors import ConfigError
 from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.settings import PostgresSettings
 from grounded.store.postgres.connect import open_pool
-from grounded.store.postgres.filters import filter_sql, needs_documents
+from grounded.store.postgres.filters import filter_sql
 from grounded.store.postgres.keyword import RANKED_SQL, any_of, selective_lexemes
 from grounded.store.postgres.migrate import require_current
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
@@ -328,8 +328,7 @@ class PostgresStore:
         return found
 
     async def dense_search(self, vector: Vector, k: int, where: SearchFilter) -> list[Scored]:
-        condition, params = filter_sql(where, with_documents=True)
-        join = "JOIN documents d ON d.doc_key = c.doc_key" if needs_documents(where) else ""
+        join, condition, params = filter_sql(where)
         rows = await self._rows(
             f"SELECT c.chunk_id, c.embedding <=> %s AS distance FROM chunks c {join} "
             f"WHERE {condition} ORDER BY distance LIMIT %s",
@@ -340,8 +339,7 @@ class PostgresStore:
         return sorted(scored, key=lambda s: s.score, reverse=True)
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
-        condition, params = filter_sql(where, with_documents=True)
-        join = "JOIN documents d ON d.doc_key = c.doc_key" if needs_documents(where) else ""
+        join, condition, params = filter_sql(where)
         async with self._connection() as conn:
             terms = await selective_lexemes(conn, query)
             if not terms:

@@ -32,12 +32,8 @@ def is_unfiltered(where: SearchFilter) -> bool:
     return where.collection is None and not where.source_prefix and not where.metadata
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the question's terms, each quoted so no operator syntax leaks in."""
-    return fts_or(query_terms(text))
-
-
 def fts_or(terms: list[str]) -> str | None:
+    """An FTS5 OR-query of these terms, each quoted so no operator syntax leaks in."""
     return " OR ".join(f'"{term}"' for term in terms) if terms else None
 
 

@@ -18,7 +18,6 @@ from grounded.store.sqlite.database import Database
 from grounded.store.sqlite.query import (
     filter_sql,
     fts_or,
-    fts_query,
     is_unfiltered,
     selective_terms,
 )
@@ -356,8 +355,6 @@ class SqliteStore:
         return ranked[:k]
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
-        if fts_query(query) is None:
-            return []
         total = len(self._vectors) if self._vectors is not None else 0
         match = await self._db.read(lambda c: fts_or(selective_terms(c, query, total)))
         if match is None:
