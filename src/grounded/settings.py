@@ -131,6 +131,32 @@ class ModelSettings(BaseModel):
     price_output_per_1k: float = Field(0.0, ge=0, description="Price per 1k output tokens.")
     connect_timeout_s: float = Field(3.0, gt=0, description="Connect timeout.")
     read_timeout_s: float = Field(60.0, gt=0, description="Longest gap between chunks.")
+    workers: list[str] = Field(
+        default_factory=list,
+        description="More base URLs of replicas of the same model (load-balanced with url).",
+    )
+    max_in_flight: int = Field(
+        32, ge=1, le=10_000, description="Requests one worker runs at once (its batch size)."
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Further workers tried when one fails before its first token."
+    )
+    retry_backoff_s: float = Field(0.05, ge=0, le=10, description="First retry delay (doubles).")
+    breaker_failures: int = Field(
+        5, ge=1, le=1000, description="Consecutive failures that open a worker's breaker."
+    )
+    breaker_error_rate: float = Field(
+        0.5, gt=0, le=1, description="Failure share over the last 20 requests that opens it."
+    )
+    breaker_cooldown_s: float = Field(
+        10.0, gt=0, le=3600, description="How long an open breaker waits before a probe."
+    )
+    health_interval_s: float = Field(
+        5.0, ge=0, le=3600, description="Active health checks of every worker; 0 = off."
+    )
+    session_affinity: bool = Field(
+        True, description="Keep one conversation on one worker (its prefix cache) when it can."
+    )
 
     @model_validator(mode="after")
     def _url_for_openai(self) -> ModelSettings:
@@ -157,6 +183,122 @@ class GenerateSettings(BaseModel):
     extractive_min_score: float = Field(
         0.3, ge=-1, le=1, description="Least similarity of a sentence to the question to quote it."
     )
+
+
+class TierSettings(BaseModel):
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")
+    priority: int = Field(
+        0, ge=0, le=100, description="Admission order when workers are busy; higher first."
+    )
+    requests_per_minute: int = Field(60, ge=1, description="Token-bucket rate per key.")
+    burst: int = Field(0, ge=0, description="Bucket size; 0 = one minute's worth.")
+    tokens_per_day: int = Field(
+        200_000, ge=0, description="Prompt + completion tokens per key per UTC day; 0 = none."
+    )
+    max_output_tokens: int = Field(1024, ge=1, description="Largest max_tokens a request may ask.")
+    max_input_chars: int = Field(
+        16_000, ge=1, description="Largest total size of a request's messages."
+    )
+
+
+def _default_tiers() -> list[TierSettings]:
+    return [
+        TierSettings(
+            name="free",
+            priority=0,
+            requests_per_minute=20,
+            tokens_per_day=50_000,
+            max_output_tokens=512,
+            max_input_chars=4000,
+        ),
+        TierSettings(name="standard", priority=1),
+        TierSettings(
+            name="premium",
+            priority=2,
+            requests_per_minute=600,
+            tokens_per_day=5_000_000,
+            max_output_tokens=4096,
+            max_input_chars=64_000,
+        ),
+    ]
+
+
+class RoutingSettings(BaseModel):
+    name: str = Field(
+        "auto", min_length=1, max_length=128, description="Model name that asks for routing."
+    )
+    small_model: str | None = Field(None, description="Model most questions go to.")
+    large_model: str | None = Field(None, description="Model hard questions go to.")
+    large_tiers: list[str] = Field(
+        default_factory=list, description="Tiers always routed to the large model."
+    )
+    long_question_words: int = Field(
+        60, ge=1, description="Questions longer than this go to the large model."
+    )
+    min_retrieval_score: float = Field(
+        0.0,
+        ge=-1,
+        le=1,
+        description="Best passage's cosine similarity below which the large model answers.",
+    )
+    escalate_below_support: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of the small model's sentences a passage supports below which the "
+        "large model answers again (the small answer is held until checked); 0 = off.",
+    )
+    support_similarity: float = Field(
+        0.5, gt=0, le=1, description="Cosine at which a passage supports an answer sentence."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.small_model and self.large_model)
+
+
+class ShadowSettings(BaseModel):
+    model: str | None = Field(None, description="Candidate model mirrored in the background.")
+    share: float = Field(0.0, ge=0, le=1, description="Share of answered requests mirrored.")
+
+
+class GatewaySettings(BaseModel):
+    auth: bool = Field(
+        True, description="Require an API key (`grounded keys create`); `serve --no-auth` = off."
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bearer key of the /v1/admin API; unset = admin API off."
+    )
+    tiers: list[TierSettings] = Field(
+        default_factory=_default_tiers, description="Tiers keys belong to (name, limits)."
+    )
+    default_tier: str = Field("standard", description="Tier of keys created without one.")
+    open_tier: str = Field("premium", description="Tier of requests when auth is off.")
+    queue_size: int = Field(
+        256, ge=0, le=100_000, description="Requests that may wait per model when it is full."
+    )
+    queue_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Longest wait for a worker before 503."
+    )
+    key_cache_s: float = Field(
+        5.0, ge=0, le=300, description="How long a looked-up key is trusted (revocation delay)."
+    )
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+
+    @model_validator(mode="after")
+    def _tiers_known(self) -> GatewaySettings:
+        names = {t.name for t in self.tiers}
+        for tier in (self.default_tier, self.open_tier, *self.routing.large_tiers):
+            if tier not in names:
+                raise ValueError(f"gateway: unknown tier {tier!r} (tiers: {sorted(names)})")
+        return self
+
+    def tier(self, name: str) -> TierSettings:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
 
 
 class ServeSettings(BaseModel):
@@ -241,8 +383,8 @@ class Settings(BaseSettings):
     )
     state_url: SecretStr | None = Field(
         None,
-        description="redis://host:6379/0 shares the response cache between replicas; unset = "
-        "in-process.",
+        description="redis://host:6379/0 shares the response cache, rate limits and quotas "
+        "between replicas; unset = in-process.",
     )
     collection: str = Field(
         "default",
@@ -260,6 +402,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -42,6 +42,7 @@ class GenerationRequest:
     question: str
     passages: Sequence[Hit] = field(default_factory=tuple)
     temperature: float | None = None
+    affinity: str | None = None  # same value, same worker when possible (its prefix cache)
 
 
 class BackendError(GroundedError):
