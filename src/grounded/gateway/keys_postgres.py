@@ -1,0 +1,143 @@
+"""API keys in PostgreSQL (table ``api_keys``, migration 0002), shared by every replica."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from grounded.errors import StoreError
+from grounded.gateway.keys import ApiKey, key_id_of, new_key, secret_matches
+from grounded.settings import PostgresSettings
+from grounded.store.postgres.connect import open_pool
+from grounded.store.postgres.migrate import require_current
+
+Connection = psycopg.AsyncConnection[Any]
+_COLUMNS = "key_id, tenant, tier, name, created_at, revoked_at, prefix"
+_ATTEMPTS = 3  # a fresh 48-bit key id colliding with a stored one is rare; thrice is absurd
+_POOL_MAX = 4  # lookups are single-row reads by primary key, cached by CachedKeys
+
+
+def _key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        key_id=row[0],
+        tenant=row[1],
+        tier=row[2],
+        name=row[3],
+        created_at=float(row[4]),
+        revoked_at=None if row[5] is None else float(row[5]),
+        prefix=row[6],
+    )
+
+
+class PostgresKeyStore:
+    def __init__(self, url: str, settings: PostgresSettings, tiers: Collection[str]) -> None:
+        self._url = url
+        self._settings = settings.model_copy(
+            update={
+                "pool_min": min(settings.pool_min, 1),
+                "pool_max": min(settings.pool_max, _POOL_MAX),
+            }
+        )
+        self._tiers = frozenset(tiers)
+        self._pool: AsyncConnectionPool | None = None
+        self._opening = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        pool = self._pool or await self._open()
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"the PostgreSQL key table failed: {exc}") from exc
+
+    async def _open(self) -> AsyncConnectionPool:
+        async with self._opening:
+            if self._pool is None:
+                pool = await open_pool(self._url, self._settings, _no_setup)
+                try:
+                    async with pool.connection() as conn:
+                        await require_current(conn, self._settings.schema_name)
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+            return self._pool
+
+    async def create(self, tenant: str, tier: str, name: str = "") -> tuple[ApiKey, str]:
+        for _ in range(_ATTEMPTS):
+            minted = new_key(tenant, tier, name, self._tiers)
+            key = minted.key
+            async with self._connection() as conn:
+                cursor = await conn.execute(
+                    "INSERT INTO api_keys (key_id, secret_hash, tenant, tier, name, prefix, "
+                    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (key_id) DO NOTHING",
+                    (
+                        key.key_id,
+                        minted.secret_hash,
+                        key.tenant,
+                        key.tier,
+                        key.name,
+                        key.prefix,
+                        key.created_at,
+                    ),
+                )
+            if cursor.rowcount == 1:
+                return key, minted.secret
+        raise StoreError("no unused key id after several attempts; try again")
+
+    async def lookup(self, secret: str) -> ApiKey | None:
+        key_id = key_id_of(secret)
+        if key_id is None:
+            return None
+        async with self._connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s".encode(),
+                    (key_id,),
+                )
+            ).fetchone()
+        if row is None or not secret_matches(secret, row[7]):
+            return None
+        key = _key(row)
+        return key if key.active else None
+
+    async def list(
+        self, tenant: str | None = None, include_revoked: bool = False
+    ) -> builtins.list[ApiKey]:
+        async with self._connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS} FROM api_keys "
+                    "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text) "
+                    "AND (%(all)s OR revoked_at IS NULL) "
+                    "ORDER BY created_at, key_id".encode(),
+                    {"tenant": tenant, "all": include_revoked},
+                )
+            ).fetchall()
+        return [_key(row) for row in rows]
+
+    async def revoke(self, key_id: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
+                (time.time(), key_id),
+            )
+        return cursor.rowcount == 1
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _no_setup(conn: Connection) -> None:
+    return None
