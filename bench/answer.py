@@ -213,7 +213,7 @@ def main() -> None:
             "GROUNDED_SERVE__REQUEST_LOG": "false",
         }
         server, _ = start(
-            [sys.executable, "-m", "grounded", "serve", "--port", str(port)],
+            [sys.executable, "-m", "grounded", "serve", "--port", str(port), "--no-auth"],
             server_env,
             ready_url=f"http://127.0.0.1:{port}/v1",
         )

@@ -152,6 +152,7 @@ def latency(entries: int, seconds: float) -> dict[str, Any]:
             embed={"cache_dir": models},
             cache={"max_entries": entries + 1000},
             serve={"request_log": False},
+            gateway={"auth": False},
         )
         from grounded.serve.app import create_app
 

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,8 +17,8 @@ import pytest
 from grounded.settings import PostgresSettings
 from grounded.store.postgres.migrate import LATEST
 from tests.conftest import ROOT, SAMPLES, cli_env, run_cli
-from tests.serve.conftest import free_port
 from tests.support.postgres import fresh_schema
+from tests.support.serve_process import serve_process
 from tests.test_cli_ingest import summary, write_many_documents
 
 QUESTION = "when does the Seattle store open on Boxing Day?"
@@ -93,45 +91,6 @@ def test_killed_ingest_on_postgres_is_consistent_and_resumable(
         env=extra,
     )
     assert '"doc-117.md"' in found.stdout
-
-
-@contextmanager
-def serve_process(data: Path, model_cache: Path, extra: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "grounded",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-auth",
-        ],
-        env=cli_env(data, model_cache) | extra,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("grounded serve did not become ready")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def cited_sources(url: str) -> list[str]:

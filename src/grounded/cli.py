@@ -17,7 +17,10 @@ from rich.table import Table
 
 from grounded.capacity import capacity
 from grounded.cli_db import db_app, migrate_store
-from grounded.errors import GroundedError, InputError
+from grounded.cli_keys import keys_app
+from grounded.cli_shadow import shadow_app
+from grounded.errors import ConfigError, GroundedError, InputError
+from grounded.gateway.tenancy import TENANT_PATTERN, stored_collection
 from grounded.models import SearchFilter
 from grounded.runtime import Runtime
 from grounded.settings import Settings, load_settings
@@ -32,6 +35,8 @@ app = typer.Typer(
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(shadow_app, name="shadow")
 app.command("migrate-store")(migrate_store)
 app.command("capacity")(capacity)
 console = Console()
@@ -42,16 +47,28 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Index location (env GROUNDED_DATA_DIR).")
 ]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")]
+TenantOpt = Annotated[
+    str | None,
+    typer.Option("--tenant", help="Work in this tenant's collections (default: the default one)."),
+]
 MetaOpt = Annotated[list[str] | None, typer.Option("--meta", help="key=value; repeatable.")]
 
 
-def _settings(data_dir: Path | None, collection: str | None = None) -> Settings:
+def _settings(
+    data_dir: Path | None, collection: str | None = None, tenant: str | None = None
+) -> Settings:
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if collection is not None:
         overrides["collection"] = collection
-    return load_settings(**overrides)
+    settings = load_settings(**overrides)
+    if tenant is None:
+        return settings
+    if not TENANT_PATTERN.match(tenant):
+        raise ConfigError(f"invalid tenant name {tenant!r}: use a-z, 0-9, _ and - (max 32)")
+    scoped = stored_collection(tenant, collection or settings.collection)
+    return settings.model_copy(update={"collection": scoped})
 
 
 def _run(settings_fn: Callable[[], Settings], job: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -85,6 +102,7 @@ def _metadata(pairs: list[str] | None) -> Metadata:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = None,
     prune: Annotated[bool, typer.Option(help="Delete documents whose files are gone.")] = False,
     meta: MetaOpt = None,
     data_dir: DataDir = None,
@@ -112,7 +130,7 @@ def ingest(
             rate = chunks / max(time.perf_counter() - started, 1e-6)
             bar.update(task, completed=done, total=total, chunks=chunks, rate=f"{rate:,.0f}")
 
-        settings = _settings(data_dir, collection)
+        settings = _settings(data_dir, collection, tenant)
         report = _run(
             lambda: settings,
             lambda rt: rt.ingestor.run(
@@ -155,6 +173,7 @@ def search(
     question: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100)] = 5,
     collection: CollectionOpt = None,
+    tenant: TenantOpt = None,
     source_prefix: Annotated[
         str | None, typer.Option(help="Only sources starting with this.")
     ] = None,
@@ -172,7 +191,7 @@ def search(
     settings_holder: list[Settings] = []
 
     def settings() -> Settings:
-        settings_holder.append(_settings(data_dir, collection))
+        settings_holder.append(_settings(data_dir, collection, tenant))
         return settings_holder[0]
 
     async def job(rt: Runtime) -> Any:
@@ -217,6 +236,7 @@ def search(
 def delete(
     target: Annotated[str, typer.Argument(help="A source path (as shown by search) or a doc id.")],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = None,
     data_dir: DataDir = None,
 ) -> None:
     """Remove a document and its chunks from every index."""
@@ -231,7 +251,7 @@ def delete(
         await store.delete_document(doc.doc_id)
         return f"{doc.source} ({doc.doc_id}, {doc.chunk_count} chunks)"
 
-    deleted = _run(lambda: _settings(data_dir, collection), job)
+    deleted = _run(lambda: _settings(data_dir, collection, tenant), job)
     if deleted is None:
         errors.print(f"[red]error:[/red] no document {target!r} in this collection")
         raise typer.Exit(1)
@@ -271,9 +291,12 @@ def stats(
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (GROUNDED_SERVE__HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (GROUNDED_SERVE__PORT).")] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No API keys: for local use on a trusted machine.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the OpenAI-compatible API and the chat page."""
+    """Run the OpenAI-compatible API and the chat page (API keys required unless --no-auth)."""
     import uvicorn
 
     from grounded.serve.app import create_app
@@ -283,6 +306,11 @@ def serve(
     except GroundedError as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if no_auth:
+        gateway = settings.gateway.model_copy(update={"auth": False})
+        settings = settings.model_copy(update={"gateway": gateway})
+    elif settings.gateway.auth:
+        errors.print("API keys required: create one with `grounded keys create --tenant NAME`")
     bind_host = host or settings.serve.host
     bind_port = settings.serve.port if port is None else port
     errors.print(f"Grounded on http://{bind_host}:{bind_port}/  (API under /v1, docs at /docs)")
@@ -295,6 +323,7 @@ def ask(
     model: Annotated[str | None, typer.Option(help="Model name (default: configured).")] = None,
     k: Annotated[int | None, typer.Option("--k", "-k", min=1, max=20)] = None,
     collection: CollectionOpt = None,
+    tenant: TenantOpt = None,
     data_dir: DataDir = None,
 ) -> None:
     """Answer a question from the documents, streamed, then list the sources."""
@@ -322,7 +351,7 @@ def ask(
         sys.stdout.write("\n")
         return answer
 
-    answer = _run(lambda: _settings(data_dir, collection), job)
+    answer = _run(lambda: _settings(data_dir, collection, tenant), job)
     if answer.degraded:
         console.print("[yellow](the model was unavailable; this is an extract)[/yellow]")
     if answer.citations:
@@ -353,6 +382,7 @@ def eval_retrieval(
         Path, typer.Option("--queries", help="JSONL: query + relevant [{source, section}].")
     ],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -368,7 +398,7 @@ def eval_retrieval(
         retriever = await rt.ready_for_search()
         return await evaluate(retriever, labelled, SearchFilter(collection=rt.settings.collection))
 
-    scores = _run(lambda: _settings(data_dir, collection), job)
+    scores = _run(lambda: _settings(data_dir, collection, tenant), job)
     if as_json:
         sys.stdout.write(json.dumps([_as_dict(s) for s in scores], indent=2) + "\n")
         return

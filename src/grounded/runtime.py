@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from grounded.cache import ResponseCache
 from grounded.cache.state import CacheState, MemoryState, RedisState
+from grounded.errors import ConfigError
+from grounded.gateway.gateway import Gateway
+from grounded.gateway.keys import CachedKeys, build_key_store
+from grounded.gateway.limits import Limiter
+from grounded.gateway.limits_state import LimitState, MemoryLimits, RedisLimits
+from grounded.gateway.routing import Router
+from grounded.gateway.shadow import SHADOW_PRIORITY, Shadow
+from grounded.gateway.workers import WorkerPool
 from grounded.generate.answer import Answerer
 from grounded.generate.factory import build_backends
+from grounded.generate.protocol import ChatBackend
 from grounded.ingest.embedders.factory import build_embedder
 from grounded.ingest.embedders.minilm import tokenizer_file
 from grounded.ingest.embedders.protocol import Embedder
@@ -27,6 +37,8 @@ class Runtime:
     settings: Settings
     _answerer: Answerer | None = field(default=None, init=False)
     _cache: ResponseCache | None = field(default=None, init=False)
+    _gateway: Gateway | None = field(default=None, init=False)
+    _shadow: Shadow | None = field(default=None, init=False)
 
     @cached_property
     def store(self) -> Store:
@@ -51,6 +63,10 @@ class Runtime:
     def retriever(self) -> Retriever:
         return Retriever(self.store, QueryEmbedder(self.embedder), self.settings.retrieve)
 
+    @cached_property
+    def backends(self) -> dict[str, ChatBackend]:
+        return build_backends(self.settings.generate.models)
+
     async def answerer(self) -> Answerer:
         if self._answerer is None:
             retriever = await self.ready_for_search()
@@ -62,17 +78,19 @@ class Runtime:
                 return int(len(tokenizer.encode(text, add_special_tokens=False).ids) * 1.1) + 1
 
             generate = self.settings.generate
+            routing = self.settings.gateway.routing
             log_path = self.settings.data_dir / "logs" / "requests.jsonl"
             self._answerer = Answerer(
                 retriever,
                 self.embedder,
-                build_backends(generate.models),
+                self.backends,
                 {m.name: m for m in generate.models},
                 generate.default_model,
                 generate.fallback_extractive,
                 count,
                 RequestLog(log_path if self.settings.serve.request_log else None),
                 generate.extractive_min_score,
+                Router(routing) if routing.enabled else None,
             )
         return self._answerer
 
@@ -93,6 +111,45 @@ class Runtime:
             )
         return self._cache
 
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            settings = self.settings.gateway
+            limits: LimitState = (
+                RedisLimits(self.settings.state_url.get_secret_value())
+                if self.settings.state_url is not None
+                else MemoryLimits()
+            )
+            keys = CachedKeys(build_key_store(self.settings), settings.key_cache_s)
+            pools = {n: b for n, b in self.backends.items() if isinstance(b, WorkerPool)}
+            self._gateway = Gateway(settings, keys, Limiter(limits), pools)
+        return self._gateway
+
+    def shadow(self) -> Shadow | None:
+        shadow = self.settings.gateway.shadow
+        if self._shadow is None and shadow.model and shadow.share > 0:
+            backend = self.backends.get(shadow.model)
+            if backend is None:
+                raise ConfigError(f"gateway.shadow.model {shadow.model!r} is not a served model")
+            gateway = self.gateway()
+            queue = gateway.queues.get(shadow.model)
+
+            async def try_admit(model: str) -> Callable[[], None] | None:
+                if queue is None:
+                    return lambda: None
+                if queue.waiting or queue.in_use >= gateway.pools[model].capacity():
+                    return None  # busy: a mirror never waits for a worker
+                return (await queue.acquire(SHADOW_PRIORITY)).release
+
+            self._shadow = Shadow(
+                shadow.model,
+                backend,
+                shadow.share,
+                self.embedder,
+                self.settings.data_dir / "logs" / "shadow.jsonl",
+                try_admit,
+            )
+        return self._shadow
+
     async def ready_for_search(self) -> Retriever:
         await self.store.bind_embedder(self.embedder.name, self.embedder.dimension)
         return self.retriever
@@ -102,5 +159,9 @@ class Runtime:
             await self._answerer.close()
         if self._cache is not None:
             await self._cache.close()
+        if self._shadow is not None:
+            await self._shadow.close()
+        if self._gateway is not None:
+            await self._gateway.close()
         if "store" in self.__dict__:
             await self.store.close()

@@ -389,9 +389,10 @@ class Settings(BaseSettings):
     collection: str = Field(
         "default",
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Collection used when a command names none.",
+        max_length=97,
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,31}:)?[A-Za-z0-9_.-]{1,64}$",
+        description="Collection used when a command names none (`tenant:name` for a "
+        "tenant's own; commands also take --tenant).",
     )
     chunk: ChunkSettings = Field(default_factory=ChunkSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)

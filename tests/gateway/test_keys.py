@@ -15,7 +15,6 @@ import pytest
 
 from grounded.errors import InputError
 from grounded.gateway.keys import (
-    DEFAULT_TENANT,
     ApiKey,
     CachedKeys,
     KeyStore,
@@ -24,6 +23,7 @@ from grounded.gateway.keys import (
 )
 from grounded.gateway.keys_postgres import PostgresKeyStore
 from grounded.gateway.keys_sqlite import SqliteKeyStore
+from grounded.gateway.tenancy import DEFAULT_TENANT
 from grounded.settings import load_settings
 from grounded.store.postgres.connect import connect_once
 from grounded.store.postgres.migrate import LATEST, current_version

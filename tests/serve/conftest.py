@@ -54,6 +54,9 @@ def running_server(settings: Settings, app: Any = None) -> Iterator[str]:
 
 
 def server_settings(data_dir: Path, model_cache: Path, **overrides: Any) -> Settings:
+    """Settings of a test server; API keys are off unless `gateway` says otherwise (the
+    gateway's own tests turn them on)."""
+    overrides.setdefault("gateway", {"auth": False})
     return load_settings(data_dir=data_dir, embed={"cache_dir": model_cache}, **overrides)
 
 

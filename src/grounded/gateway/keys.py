@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from grounded.errors import InputError
-from grounded.gateway.tenancy import DEFAULT_TENANT, TENANT_PATTERN
+from grounded.gateway.tenancy import TENANT_PATTERN
 from grounded.settings import Settings
 
 MAX_NAME_CHARS = 200

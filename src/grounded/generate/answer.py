@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from grounded.gateway.routing import CascadeBackend, RouteDecision, Router, SupportCheck
+from grounded.gateway.tenancy import DEFAULT_TENANT
 from grounded.generate.extractive import ExtractiveBackend
 from grounded.generate.prompt import Counter, Prompt, build_prompt
 from grounded.generate.protocol import (
@@ -44,6 +46,10 @@ class AnswerRequest:
     retrieval: bool = True
     max_tokens: int | None = None
     temperature: float | None = None
+    tenant: str = DEFAULT_TENANT
+    tier: str = ""
+    priority: int = 0
+    affinity: str | None = None  # keeps a conversation on one worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,11 @@ class PreparedAnswer:
     first_token_at: float | None = None
     cache: str | None = None  # "exact" / "semantic" when replayed from the response cache
     on_complete: Callable[[PreparedAnswer], Awaitable[None]] | None = None
+    tenant: str = DEFAULT_TENANT
+    affinity: str | None = None
+    route: RouteDecision | None = None
+    # Run once when the stream ends however it ends (completed, failed, abandoned).
+    finishers: list[Callable[[PreparedAnswer], None]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -109,6 +120,7 @@ class PreparedAnswer:
             self.question,
             [c.hit for c in self.citations],
             self.temperature,
+            self.affinity,
         )
         try:
             async for delta in self._generate(request):
@@ -125,8 +137,23 @@ class PreparedAnswer:
             raise
         finally:
             self._write_log()
+            self.finish()
         if self.on_complete is not None and self.complete and self.cache is None:
             await self.on_complete(self)
+
+    def degrade(self, reason: str) -> bool:
+        """Answer with the fallback (an extract, marked degraded) before anything was sent."""
+        if self.fallback is None:
+            return False
+        self.backend, self.fallback = self.fallback, None
+        self.degraded, self.error = True, reason
+        return True
+
+    def finish(self) -> None:
+        """Run the finishers (idempotent: also called when a stream was never started)."""
+        finishers, self.finishers = self.finishers, []
+        for finisher in finishers:
+            finisher(self)
 
     async def _generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         try:
@@ -156,7 +183,9 @@ class PreparedAnswer:
             {
                 "answer_id": self.answer_id,
                 "ts": time.time(),
-                "model": self.model,
+                "tenant": self.tenant,
+                "model": self.route.model if self.route else self.model,
+                "route": None if self.route is None else self.route.as_dict(),
                 "question": self.question,
                 "standalone_query": self.standalone_query,
                 "chunk_ids": [c.hit.chunk.chunk_id for c in self.citations],
@@ -197,6 +226,7 @@ class Answerer:
         count: Counter,
         log: RequestLog,
         extractive_min_score: float = 0.3,
+        router: Router | None = None,
     ) -> None:
         self._retriever = retriever
         self._embedder = embedder
@@ -207,11 +237,21 @@ class Answerer:
         self._fallback = fallback
         self._count: Callable[[str], int] = count
         self._log = log
+        self._router = router
+        routing = router.settings if router else None
+        self._support = SupportCheck(embedder, routing.support_similarity) if routing else None
+        # Set by the gateway: waits for a slot on a model's workers, returns its release.
+        self.admit: Callable[[str, int], Awaitable[Callable[[], None]]] | None = None
 
     @property
     def model_names(self) -> list[str]:
         """All served models, the default first (clients that pick the first get it)."""
-        return sorted(self._backends, key=lambda name: name != self._default_model)
+        names = [*self._backends, *([self._router.name] if self._router else [])]
+        return sorted(names, key=lambda name: name != self._default_model)
+
+    @property
+    def backends(self) -> dict[str, ChatBackend]:
+        return dict(self._backends)
 
     async def backend_ready(self, model: str) -> bool:
         backend = self._backends.get(model)
@@ -224,6 +264,10 @@ class Answerer:
     def settle(self, request: AnswerRequest) -> tuple[str, int]:
         """The model that will answer and its output budget; UnknownModelError if none."""
         model = request.model or self._default_model
+        if self._router is not None and model == self._router.name:
+            small, large = self._router.settings.small_model, self._router.settings.large_model
+            max_output = min(self.context_window(str(m))[1] for m in (small, large))
+            return model, min(request.max_tokens or max_output, max_output)
         if model not in self._backends:
             raise UnknownModelError(model)
         _, max_output = self.context_window(model)
@@ -250,19 +294,27 @@ class Answerer:
             started=started,
             retrieval_ms=0.0,
             cache=kind,
+            tenant=request.tenant,
         )
 
     async def prepare(self, request: AnswerRequest) -> PreparedAnswer:
         started = time.perf_counter()
-        model, _ = self.settle(request)
-        backend = self._backends[model]
-        query = await self._standalone(request, backend)
+        model, max_tokens = self.settle(request)
+        routed = self._router is not None and model == self._router.name
+        first = self._router.settings.small_model if routed and self._router else model
+        query = await self._standalone(request, self._backends[str(first)])
         hits: list[Hit] = []
+        best: float | None = None
         if request.retrieval:
-            hits = (await self._retriever.search(query, k=request.k, where=request.where)).hits
+            found = await self._retriever.search(query, k=request.k, where=request.where)
+            hits, best = found.hits, (found.dense[0].score if found.dense else None)
         retrieval_ms = (time.perf_counter() - started) * 1000
-        window, max_output = self.context_window(model)
-        max_tokens = min(request.max_tokens or max_output, max_output)
+        route: RouteDecision | None = None
+        if routed and self._router is not None:
+            route = self._router.choose(request.tier, request.question, best)
+            model = route.model
+        backend = self._cascade(route, request) if route else self._backends[model]
+        window, _ = self.context_window(model)
         prompt = build_prompt(
             request.question, hits, request.history, window, max_tokens, self._count
         )
@@ -282,6 +334,30 @@ class Answerer:
             started=started,
             retrieval_ms=retrieval_ms,
             prices=self._prices(model),
+            tenant=request.tenant,
+            affinity=request.affinity,
+            route=route,
+        )
+
+    def _cascade(self, route: RouteDecision, request: AnswerRequest) -> ChatBackend:
+        assert self._router is not None and self._support is not None
+        settings = self._router.settings
+        small, large = str(settings.small_model), str(settings.large_model)
+        if route.model != small or not settings.escalate_below_support:
+            return self._backends[route.model]
+        admit = self.admit
+
+        async def admit_large() -> Callable[[], None]:
+            return await admit(large, request.priority) if admit else (lambda: None)
+
+        return CascadeBackend(
+            self._backends[small],
+            self._backends[large],
+            route,
+            self._support,
+            settings.escalate_below_support,
+            large,
+            admit_large,
         )
 
     def _prices(self, model: str) -> tuple[float, float]:

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from grounded.generate.openai_compat import OpenAICompatBackend
+from grounded.gateway.workers import WorkerPool
 from grounded.generate.protocol import ChatBackend
 from grounded.settings import ModelSettings
 
 
 def build_backends(models: Sequence[ModelSettings]) -> dict[str, ChatBackend]:
-    backends: dict[str, ChatBackend] = {}
-    for model in models:
-        if model.backend == "openai" and model.url:
-            key = model.api_key.get_secret_value() if model.api_key else None
-            backends[model.name] = OpenAICompatBackend(
-                model.name,
-                model.url,
-                model.upstream_model or model.name,
-                key,
-                model.connect_timeout_s,
-                model.read_timeout_s,
-            )
-    return backends
+    """Every OpenAI-compatible model sits behind a worker pool (one URL or several): load
+    balancing, retries, failover and circuit breakers apply to all of them alike."""
+    return {model.name: WorkerPool(model) for model in models if model.backend == "openai"}

@@ -15,7 +15,7 @@ from grounded.runtime import Runtime
 from grounded.serve import errors
 from grounded.serve.feedback import FeedbackStore
 from grounded.serve.limits import BodyLimit
-from grounded.serve.routes import chat, documents, system
+from grounded.serve.routes import admin, chat, documents, system
 from grounded.settings import Settings
 
 
@@ -24,6 +24,8 @@ class AppState:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.gateway = runtime.gateway()
+        self.shadow = runtime.shadow()
         self.feedback = FeedbackStore(runtime.settings.data_dir / "feedback.db")
         self.ingest_lock = asyncio.Lock()
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         await runtime.ready_for_search()
         await asyncio.to_thread(runtime.embedder.embed, ["warm up"])
         app.state.grounded = AppState(runtime)
+        app.state.grounded.gateway.start()
         try:
             yield
         finally:
@@ -51,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(documents.router)
     app.include_router(system.router)
+    app.include_router(admin.router)
 
     page = resources.files("grounded.serve").joinpath("static/index.html").read_text("utf-8")
 

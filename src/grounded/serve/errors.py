@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from grounded.errors import GroundedError
+from grounded.errors import GroundedError, RefusedError
 
 log = logging.getLogger(__name__)
 _TYPES = {
@@ -64,7 +64,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(GroundedError)
     async def grounded_error(_: Request, exc: GroundedError) -> JSONResponse:
-        return error_response(exc.http_status, str(exc), exc.code)
+        headers = exc.headers if isinstance(exc, RefusedError) else None
+        return error_response(exc.http_status, str(exc), exc.code, None, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

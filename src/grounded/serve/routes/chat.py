@@ -6,29 +6,39 @@ import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from grounded.cache import ResponseCache
-from grounded.cache.responses import DEFAULT_TENANT, CacheScope
+from grounded.cache.responses import CacheScope
 from grounded.cache.state import StateUnavailable
+from grounded.gateway.admission import AdmissionError, NoCapacity
+from grounded.gateway.shadow import Primary
+from grounded.gateway.tenancy import Principal
 from grounded.generate.answer import AnswerRequest, PreparedAnswer, UnknownModelError
 from grounded.generate.prompt import PROMPT_VERSION
-from grounded.generate.protocol import BackendError, Message
+from grounded.generate.protocol import BackendError, GenerationRequest, Message
 from grounded.models import SearchFilter
+from grounded.serve.auth import Caller, principal
 from grounded.serve.errors import error_response
 from grounded.serve.routes.deps import state
 from grounded.serve.schemas import ChatCompletionRequest, EmbeddingRequest, FeedbackRequest
 from grounded.serve.sse import stream_answer
+
+if TYPE_CHECKING:
+    from grounded.serve.app import AppState
 
 router = APIRouter()
 MAX_EMBED_INPUTS = 256
 MAX_EMBED_CHARS = 8000
 
 
-def _answer_request(body: ChatCompletionRequest, default_collection: str) -> AnswerRequest:
+def _answer_request(
+    body: ChatCompletionRequest, default_collection: str, caller: Principal
+) -> AnswerRequest:
     messages = [
         Message(m.role if m.role != "developer" else "system", m.text()) for m in body.messages
     ]
@@ -36,8 +46,11 @@ def _answer_request(body: ChatCompletionRequest, default_collection: str) -> Ans
     history = [m for m in messages[:-1] if m.role in ("user", "assistant")]
     options = body.grounded
     where = SearchFilter(
-        options.collection or default_collection, options.source_prefix, options.metadata
+        caller.collection(options.collection or default_collection),
+        options.source_prefix,
+        options.metadata,
     )
+    first_user = next((m.content for m in messages if m.role == "user"), question)
     return AnswerRequest(
         question=question,
         history=history,
@@ -45,20 +58,24 @@ def _answer_request(body: ChatCompletionRequest, default_collection: str) -> Ans
         k=options.k,
         where=where,
         retrieval=options.retrieval,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+        max_tokens=body.max_completion_tokens or body.max_tokens or caller.tier.max_output_tokens,
         temperature=body.temperature,
+        tenant=caller.tenant,
+        tier=caller.tier.name,
+        priority=caller.tier.priority,
+        affinity=f"{caller.tenant}:{body.user or ''}:{first_user}",
     )
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+async def chat_completions(body: ChatCompletionRequest, request: Request, caller: Caller) -> Any:
     app = state(request)
     limits = app.runtime.settings.serve
     if len(body.messages) > limits.max_messages:
         return error_response(
             400, f"at most {limits.max_messages} messages", "too_many_messages", "messages"
         )
-    answer_request = _answer_request(body, app.runtime.settings.collection)
+    answer_request = _answer_request(body, app.runtime.settings.collection, caller)
     if not answer_request.question.strip():
         return error_response(
             400, "the last message must be a non-empty user message", "invalid_messages", "messages"
@@ -70,11 +87,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             "message_too_long",
             "messages",
         )
+    input_chars = sum(len(m.text()) for m in body.messages)
+    headers = await app.gateway.check(
+        caller, input_chars, body.max_completion_tokens or body.max_tokens
+    )
     answerer = await app.runtime.answerer()
     try:
         model, max_tokens = answerer.settle(answer_request)
     except UnknownModelError as exc:
-        return error_response(404, str(exc), "model_not_found", "model")
+        return error_response(404, str(exc), "model_not_found", "model", headers)
     cache = await app.runtime.response_cache()
     scope = _cache_scope(answer_request, model, max_tokens, app.runtime.settings.retrieve.k)
     cached = await cache.lookup(scope, answer_request.question) if scope else None
@@ -82,24 +103,90 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         answer = answerer.replay(answer_request, model, cached.text, cached.passages(), cached.kind)
     else:
         answer = await answerer.prepare(answer_request)
+        await _admit(app, answer, answer_request.priority, headers)
         if scope is not None:
             answer.on_complete = _saver(cache, scope)
-    headers = {
+    answer.finishers.append(_settle_account(app, caller))
+    headers |= {
         "x-grounded-answer-id": answer.answer_id,
         "x-grounded-cache": f"hit-{cached.kind}" if cached else "miss" if scope else "bypass",
     }
+    if answer.route is not None:
+        headers["x-grounded-route"] = answer.route.model
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
             stream_answer(answer, include_usage),
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache"},
+            # Also when the client left before the first byte: free the worker slot.
+            background=BackgroundTask(answer.finish),
         )
     try:
         await _drain(answer)
     except BackendError as exc:
-        return error_response(502, str(exc), "upstream_error")
+        return error_response(502, str(exc), "upstream_error", None, headers)
+    finally:
+        answer.finish()
     return JSONResponse(_completion(answer), headers=headers)
+
+
+async def _admit(
+    app: AppState, answer: PreparedAnswer, priority: int, headers: dict[str, str]
+) -> None:
+    """Wait for a worker slot. With no worker up, answer with an extract (if allowed)."""
+    try:
+        release = await app.gateway.admit(answer.model, priority)
+    except NoCapacity as exc:
+        if answer.degrade(str(exc)):
+            return
+        answer.finish()
+        raise _with_headers(app.gateway.refusal(exc), headers) from exc
+    except AdmissionError as exc:
+        answer.finish()
+        raise _with_headers(app.gateway.refusal(exc), headers) from exc
+    answer.finishers.append(lambda _: release())
+
+
+def _with_headers(error: Exception, headers: dict[str, str]) -> Exception:
+    extra = getattr(error, "headers", None)
+    if isinstance(extra, dict):
+        error.headers = {**headers, **extra}  # type: ignore[attr-defined]
+    return error
+
+
+def _settle_account(app: AppState, caller: Principal) -> Callable[[PreparedAnswer], None]:
+    """When a stream ends: charge real usage to the quota, mirror to the shadow model."""
+
+    def settle(answer: PreparedAnswer) -> None:
+        usage = answer.usage
+        # A cached answer costs no model tokens, so it counts as zero.
+        if usage is not None and answer.cache is None:
+            app.gateway.charge(caller, usage.total_tokens)
+        if app.shadow is not None and answer.complete and answer.cache is None:
+            app.shadow.mirror(_primary(answer))
+
+    return settle
+
+
+def _primary(answer: PreparedAnswer) -> Primary:
+    now = time.perf_counter()
+    first = answer.first_token_at
+    return Primary(
+        answer_id=answer.answer_id,
+        tenant=answer.tenant,
+        model=answer.route.model if answer.route else answer.model,
+        request=GenerationRequest(
+            answer.prompt.messages,
+            answer.max_tokens,
+            answer.question,
+            [c.hit for c in answer.citations],
+            answer.temperature,
+        ),
+        text="".join(answer.text),
+        first_token_ms=None if first is None else round((first - answer.started) * 1000, 2),
+        total_ms=(now - answer.started) * 1000,
+    )
 
 
 def _cache_scope(
@@ -110,7 +197,7 @@ def _cache_scope(
     if request.history or not request.retrieval or request.temperature not in (None, 0):
         return None
     return CacheScope(
-        tenant=DEFAULT_TENANT,
+        tenant=request.tenant,
         model=model,
         k=request.k or default_k,
         where=request.where,
@@ -159,21 +246,22 @@ def _completion(answer: PreparedAnswer) -> dict[str, Any]:
             "cache": answer.cache or "miss",
             "prompt_version": answer.prompt.version,
             "standalone_query": answer.standalone_query,
+            "route": None if answer.route is None else answer.route.as_dict(),
         },
     }
 
 
 @router.delete("/v1/cache", response_model=None)
-async def flush_cache(request: Request) -> Any:
+async def flush_cache(request: Request, caller: Caller) -> Any:
     """Drop every cached answer of this tenant (after a bulk change, say)."""
     try:
-        removed = await (await state(request).runtime.response_cache()).flush(DEFAULT_TENANT)
+        removed = await (await state(request).runtime.response_cache()).flush(caller.tenant)
     except StateUnavailable as exc:
         return error_response(503, str(exc), "cache_unavailable")
     return {"flushed": removed}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[Depends(principal)])
 async def models(request: Request) -> dict[str, Any]:
     answerer = await state(request).runtime.answerer()
     return {
@@ -185,7 +273,7 @@ async def models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/embeddings", response_model=None)
+@router.post("/v1/embeddings", response_model=None, dependencies=[Depends(principal)])
 async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
     inputs = [body.input] if isinstance(body.input, str) else body.input
     if not inputs or len(inputs) > MAX_EMBED_INPUTS:
@@ -221,6 +309,17 @@ def _encode(vector: Any, encoding: str | None) -> Any:
 
 
 @router.post("/v1/feedback", status_code=201)
-async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
-    feedback_id = await state(request).feedback.add(body.answer_id, body.rating, body.comment)
+async def feedback(body: FeedbackRequest, request: Request, caller: Caller) -> dict[str, Any]:
+    feedback_id = await state(request).feedback.add(
+        caller.tenant, body.answer_id, body.rating, body.comment
+    )
     return {"id": feedback_id, "answer_id": body.answer_id, "rating": body.rating}
+
+
+@router.get("/v1/feedback")
+async def list_feedback(request: Request, caller: Caller, limit: int = 100) -> Any:
+    """This tenant's feedback, newest first (never another tenant's)."""
+    if not 1 <= limit <= 1000:
+        return error_response(400, "limit must be 1-1000", "invalid_paging", "limit")
+    rows = await state(request).feedback.for_tenant(caller.tenant, limit)
+    return {"object": "list", "data": rows}

@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from grounded.gateway.tenancy import Principal
 from grounded.ingest.loaders import is_supported
 from grounded.models import Document
+from grounded.serve.auth import Caller
 from grounded.serve.errors import error_response
 from grounded.serve.routes.deps import state
 from grounded.types import DocId
@@ -21,11 +23,11 @@ _COLLECTION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FILES = 50
 
 
-def _document(doc: Document) -> dict[str, Any]:
+def _document(doc: Document, caller: Principal) -> dict[str, Any]:
     return {
         "id": doc.doc_id,
         "object": "document",
-        "collection": doc.collection,
+        "collection": caller.visible(doc.collection),
         "source": doc.source,
         "title": doc.title,
         "format": doc.format,
@@ -43,7 +45,10 @@ def safe_name(filename: str) -> str:
 
 @router.post("/v1/documents", status_code=201, response_model=None)
 async def upload(
-    request: Request, files: list[UploadFile], collection: str | None = Form(None)
+    request: Request,
+    files: list[UploadFile],
+    caller: Caller,
+    collection: str | None = Form(None),
 ) -> Any:
     app = state(request)
     settings = app.runtime.settings
@@ -54,7 +59,8 @@ async def upload(
         )
     if not files or len(files) > MAX_FILES:
         return error_response(400, f"send 1 to {MAX_FILES} files", "invalid_files", "files")
-    folder = settings.data_dir / "uploads" / collection
+    stored = caller.collection(collection)
+    folder = settings.data_dir / "uploads" / caller.tenant / collection
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for upload_file in files:
@@ -70,7 +76,7 @@ async def upload(
         path.write_bytes(await upload_file.read())
         saved.append(path)
     async with app.ingest_lock:
-        report = await app.runtime.ingestor.run(saved, collection)
+        report = await app.runtime.ingestor.run(saved, stored)
     body = {
         "added": report.added,
         "updated": report.updated,
@@ -82,10 +88,10 @@ async def upload(
         "chunks_written": report.chunks_written,
     }
     documents = [
-        await app.runtime.store.find_document(collection, s)
+        await app.runtime.store.find_document(stored, s)
         for s in report.added + report.updated + report.unchanged
     ]
-    body["documents"] = [_document(d) for d in documents if d is not None]
+    body["documents"] = [_document(d, caller) for d in documents if d is not None]
     status = 201 if not report.failed else (422 if not body["documents"] else 207)
     return JSONResponse(body, status_code=status)
 
@@ -93,6 +99,7 @@ async def upload(
 @router.get("/v1/documents")
 async def list_documents(
     request: Request,
+    caller: Caller,
     collection: str | None = None,
     source_prefix: str | None = None,
     limit: int = 100,
@@ -100,21 +107,57 @@ async def list_documents(
 ) -> Any:
     if not 1 <= limit <= 1000 or offset < 0:
         return error_response(400, "limit must be 1-1000 and offset ≥ 0", "invalid_paging", "limit")
+    if collection is not None and not _COLLECTION.match(collection):
+        return error_response(
+            400, "collection must match [A-Za-z0-9_.-]{1,64}", "invalid_collection", "collection"
+        )
     store = state(request).runtime.store
-    docs = await store.list_documents(collection, source_prefix, limit, offset)
-    return {"object": "list", "data": [_document(d) for d in docs]}
+    if collection is not None:
+        docs = await store.list_documents(
+            caller.collection(collection), source_prefix, limit, offset
+        )
+    else:
+        docs = await _all_collections(request, caller, source_prefix, limit, offset)
+    return {"object": "list", "data": [_document(d, caller) for d in docs]}
+
+
+async def _all_collections(
+    request: Request, caller: Principal, source_prefix: str | None, limit: int, offset: int
+) -> list[Document]:
+    """One page across every collection this tenant owns (and no other tenant's)."""
+    store = state(request).runtime.store
+    owned = sorted(c for c in (await store.stats()).collections if caller.owns(c))
+    page: list[Document] = []
+    for stored in owned:
+        wanted = limit - len(page)
+        if wanted <= 0:
+            break
+        docs = await store.list_documents(stored, source_prefix, offset + wanted, 0)
+        if offset >= len(docs):  # this whole collection lies before the page
+            offset -= len(docs)
+            continue
+        page.extend(docs[offset : offset + wanted])
+        offset = 0
+    return page
+
+
+async def _owned(request: Request, doc_id: str, caller: Principal) -> Document | None:
+    doc = await state(request).runtime.store.get_document(DocId(doc_id))
+    # Another tenant's document is reported exactly like a missing one.
+    return doc if doc is not None and caller.owns(doc.collection) else None
 
 
 @router.get("/v1/documents/{doc_id}", response_model=None)
-async def get_document(doc_id: str, request: Request) -> Any:
-    doc = await state(request).runtime.store.get_document(DocId(doc_id))
+async def get_document(doc_id: str, request: Request, caller: Caller) -> Any:
+    doc = await _owned(request, doc_id, caller)
     if doc is None:
         return error_response(404, f"no document {doc_id!r}", "document_not_found", "doc_id")
-    return _document(doc)
+    return _document(doc, caller)
 
 
 @router.delete("/v1/documents/{doc_id}", response_model=None)
-async def delete_document(doc_id: str, request: Request) -> Any:
-    if not await state(request).runtime.store.delete_document(DocId(doc_id)):
+async def delete_document(doc_id: str, request: Request, caller: Caller) -> Any:
+    doc = await _owned(request, doc_id, caller)
+    if doc is None or not await state(request).runtime.store.delete_document(doc.doc_id):
         return error_response(404, f"no document {doc_id!r}", "document_not_found", "doc_id")
     return {"id": doc_id, "object": "document.deleted", "deleted": True}
