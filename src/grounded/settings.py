@@ -324,6 +324,15 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
+class TenantCacheSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    enabled: bool | None = None
+    semantic: bool | None = None
+    similarity: float | None = Field(None, gt=0.0, le=1.0)
+    ttl_seconds: float | None = Field(None, gt=0)
+
+
 class CacheSettings(BaseModel):
     enabled: bool = Field(True, description="Serve repeated questions from the response cache.")
     semantic: bool = Field(
@@ -340,6 +349,17 @@ class CacheSettings(BaseModel):
     max_entries: int = Field(
         10_000, ge=1, description="In-process cache size (least recently used go first)."
     )
+    tenants: dict[str, TenantCacheSettings] = Field(
+        default_factory=dict,
+        description="Per-tenant overrides of enabled, semantic, similarity and ttl_seconds, "
+        'e.g. {"acme": {"semantic": false}}.',
+    )
+
+    def for_tenant(self, tenant: str) -> CacheSettings:
+        overrides = self.tenants.get(tenant)
+        if overrides is None:
+            return self
+        return self.model_copy(update=overrides.model_dump(exclude_none=True))
 
 
 class PostgresSettings(BaseModel):

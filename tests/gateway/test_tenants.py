@@ -35,7 +35,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(data_dir: Path, model_cache: Path) -> Iterator[str]:
-    settings = server_settings(data_dir, model_cache, gateway={"auth": True, "admin_key": ADMIN})
+    settings = server_settings(
+        data_dir,
+        model_cache,
+        gateway={"auth": True, "admin_key": ADMIN},
+        cache={"tenants": {"initech": {"enabled": False}}},
+    )
     with running_server(settings) as url:
         yield url
 
@@ -203,3 +208,21 @@ def test_request_log_lines_name_their_tenant(
     lines = [json.loads(x) for x in (data_dir / "logs" / "requests.jsonl").read_text().splitlines()]
     line = next(x for x in lines if x["answer_id"] == answer["id"])
     assert line["tenant"] == "globex"
+
+
+def test_cache_settings_apply_per_tenant(gateway: str) -> None:
+    initech = new_key(gateway, "initech")
+    upload(gateway, initech, "warranty.md", GLOBEX_DOC)
+    question = "How long are toasters under warranty?"
+    statuses = [ask(gateway, initech, question).headers["x-grounded-cache"] for _ in range(2)]
+    assert statuses == ["miss", "miss"]  # caching is off for this tenant only
+
+
+def test_a_deleted_document_can_be_uploaded_again_under_another_name(gateway: str) -> None:
+    key = new_key(gateway, "umbrella")
+    text = "# Recall\n\nUmbrella recalls the model X umbrella; bring it back for a refund.\n"
+    first = upload(gateway, key, "recall.md", text)
+    deleted = httpx.delete(f"{gateway}/v1/documents/{first['id']}", headers=auth(key))
+    assert deleted.status_code == 200
+    again = upload(gateway, key, "recall-2024.md", text)  # not a "duplicate" of a deleted one
+    assert again["source"] == "recall-2024.md"

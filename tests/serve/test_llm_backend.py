@@ -30,9 +30,21 @@ def fresh_simulator(simulator: RunningSimulator) -> None:
     simulator.reset()
 
 
+# One worker, no retries, a breaker that never stays open: each test here sees exactly the
+# model server's own behaviour (the gateway's failover has tests of its own).
+SINGLE_WORKER = {
+    "retries": 0,
+    "breaker_failures": 1000,
+    "breaker_error_rate": 1.0,
+    "breaker_cooldown_s": 0.01,
+    "health_interval_s": 0,
+}
+
+
 def models(sim: RunningSimulator, **extra: Any) -> list[dict[str, Any]]:
     return [
         {
+            **SINGLE_WORKER,
             "name": "sim-small",
             "url": sim.url,
             "context_window": 4096,
@@ -43,6 +55,7 @@ def models(sim: RunningSimulator, **extra: Any) -> list[dict[str, Any]]:
             **extra,
         },
         {
+            **SINGLE_WORKER,
             "name": "sim-tiny-context",
             "url": sim.url,
             "upstream_model": "sim-small",

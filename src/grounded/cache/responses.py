@@ -32,7 +32,6 @@ from grounded.types import ChunkId, DocId, Vector
 _log = logging.getLogger("grounded.cache")
 _SPACE = re.compile(r"\s+")
 AGREEING_PASSAGES = 3
-DEFAULT_TENANT = "default"  # until API keys name a tenant, every request shares one
 
 
 def normalise(question: str) -> str:
@@ -125,6 +124,10 @@ class ResponseCache:
         self._settings = settings
         self._semantic = SemanticIndex(state, dimension)
 
+    def _for(self, scope: CacheScope) -> CacheSettings:
+        """The settings of this tenant: the defaults with its own overrides applied."""
+        return self._settings.for_tenant(scope.tenant)
+
     @staticmethod
     def _entry_key(scope: CacheScope, question: str) -> str:
         digest = hashlib.sha256(normalise(question).encode()).hexdigest()
@@ -132,7 +135,7 @@ class ResponseCache:
 
     async def lookup(self, scope: CacheScope, question: str) -> CachedAnswer | None:
         """A current cached answer, or None (also when the state server is down)."""
-        if not self._settings.enabled:
+        if not self._for(scope).enabled:
             return None
         try:
             return await self._lookup(scope, question)
@@ -151,7 +154,7 @@ class ResponseCache:
             if _agree(entry.top_chunks, top) and await self._current(entry):
                 return entry
             await self._state.delete([key])
-        if not self._settings.semantic:
+        if not self._for(scope).semantic:
             return None
         return await self._semantic_hit(scope, question, vector, top)
 
@@ -159,10 +162,11 @@ class ResponseCache:
         self, scope: CacheScope, question: str, vector: Vector, top: list[str] | None
     ) -> CachedAnswer | None:
         numbers = _numbers(question)
+        similarity = self._for(scope).similarity
         candidates = [
             (key, score)
             for key, score in await self._semantic.nearest(scope.key(), vector)
-            if score >= self._settings.similarity
+            if score >= similarity
         ]
         if not candidates:
             return None
@@ -206,7 +210,7 @@ class ResponseCache:
         citations: list[dict[str, Any]],
         prompt_tokens: int,
     ) -> None:
-        if not self._settings.enabled or not citations or not text.strip():
+        if not self._for(scope).enabled or not citations or not text.strip():
             return
         try:
             await self._save(scope, question, text, citations, prompt_tokens)
@@ -235,8 +239,8 @@ class ResponseCache:
             created=time.time(),
         )
         key = self._entry_key(scope, question)
-        await self._state.put(key, entry.to_bytes(), self._settings.ttl_seconds)
-        if self._settings.semantic:
+        await self._state.put(key, entry.to_bytes(), self._for(scope).ttl_seconds)
+        if self._for(scope).semantic:
             await self._semantic.add(scope.key(), key, np.asarray(vector, dtype=np.float32))
 
     async def flush(self, tenant: str) -> int:

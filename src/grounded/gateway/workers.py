@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ BackendFactory = Callable[[ModelSettings, str], ChatBackend]
 """Builds the client of one worker from the model's settings and the worker's base URL."""
 
 # OpenAICompatBackend reports upstream HTTP errors as "model server answered <status>: ...".
-_ANSWERED = re.compile(r"\banswered (\d{3})\b")
 
 
 def openai_worker(settings: ModelSettings, url: str) -> ChatBackend:
@@ -47,17 +45,15 @@ def openai_worker(settings: ModelSettings, url: str) -> ChatBackend:
         key,
         settings.connect_timeout_s,
         settings.read_timeout_s,
+        keepalive=settings.max_in_flight,  # one reusable connection per request slot
     )
 
 
 def _worker_fault(exc: BackendError) -> bool:
     """Is this the worker's fault (retry elsewhere, count against it)? Timeouts, connection
     errors, 408, 429 and 5xx are; other 4xx (bad key, bad request) would fail everywhere."""
-    match = _ANSWERED.search(str(exc))
-    if match is None:
-        return True
-    status = int(match.group(1))
-    return status >= 500 or status in (408, 429)
+    status = exc.status
+    return status is None or status >= 500 or status in (408, 429)
 
 
 def _rendezvous_score(key: str, url: str) -> int:

@@ -21,6 +21,7 @@ class OpenAICompatBackend:
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 60.0,
         client: httpx.AsyncClient | None = None,
+        keepalive: int = 64,
     ) -> None:
         self._name = name
         self._model = upstream_model
@@ -31,7 +32,9 @@ class OpenAICompatBackend:
             base_url=url.rstrip("/"),
             headers=headers,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+            limits=httpx.Limits(
+                max_connections=max(512, keepalive), max_keepalive_connections=keepalive
+            ),
         )
 
     @property
@@ -59,15 +62,22 @@ class OpenAICompatBackend:
                 if response.status_code != 200:
                     body = (await response.aread())[:300].decode(errors="replace")
                     raise BackendError(
-                        f"model server answered {response.status_code}: {body}", before_output=True
+                        f"model server answered {response.status_code}: {body}",
+                        before_output=True,
+                        status=response.status_code,
                     )
-                async for event in events(response.aiter_lines()):
+                lines = response.aiter_lines()
+                async for event in events(lines):
                     delta = to_delta(event)
                     if delta is not None:
                         started = started or bool(delta.text)
                         yield delta
+                # Read past [DONE] to the end of the body, or the connection cannot be reused
+                # and every request pays for a new one.
+                async for _ in lines:
+                    pass
         except BackendError as exc:
-            raise BackendError(str(exc), before_output=not started) from exc
+            raise BackendError(str(exc), not started, exc.status) from exc
         except httpx.TimeoutException as exc:
             raise BackendError(
                 f"model server timed out ({type(exc).__name__})", not started

@@ -51,9 +51,10 @@ class BackendError(GroundedError):
     code = "upstream_error"
     http_status = 502
 
-    def __init__(self, message: str, before_output: bool = True) -> None:
+    def __init__(self, message: str, before_output: bool = True, status: int | None = None) -> None:
         super().__init__(message)
         self.before_output = before_output
+        self.status = status  # the model server's HTTP status, when it answered with one
 
 
 class ChatBackend(Protocol):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from grounded.errors import LoadError
-from grounded.ingest.dedup import DuplicateIndex, content_hash
+from grounded.ingest.dedup import DuplicateIndex, DuplicateOf, content_hash
 from grounded.ingest.discover import SourceFile, discover
 from grounded.ingest.embedders.protocol import Embedder
 from grounded.ingest.loaders import load_file
@@ -60,11 +60,17 @@ class Ingestor:
         self._embedder = embedder
         self._splitter = splitter
         self._settings = settings
-        self._dedup = DuplicateIndex(
-            settings.dedup.near_duplicate_threshold,
-            settings.dedup.shingle_words,
-            settings.dedup.minhash_permutations,
-        )
+        # One index per collection: a document is only ever a duplicate of one in the same
+        # collection (collections of different tenants must not even learn of each other).
+        self._dedup: dict[str, DuplicateIndex] = {}
+
+    def _duplicates(self, collection: str) -> DuplicateIndex:
+        if collection not in self._dedup:
+            dedup = self._settings.dedup
+            self._dedup[collection] = DuplicateIndex(
+                dedup.near_duplicate_threshold, dedup.shingle_words, dedup.minhash_permutations
+            )
+        return self._dedup[collection]
 
     async def run(
         self,
@@ -77,13 +83,14 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         await self._store.bind_embedder(self._embedder.name, self._embedder.dimension)
-        self._dedup.add_all(
+        dedup = self._duplicates(collection)
+        dedup.add_all(
             (s.doc_id, s.source, s.content_hash, s.minhash)
             for s in await self._store.signatures(collection)
         )
         files, ignored = discover(paths)
         report.ignored = [str(p) for p in ignored]
-        batch = _Batch(self._store, self._embedder, self._dedup, self._settings, collection, report)
+        batch = _Batch(self._store, self._embedder, dedup, self._settings, collection, report)
         seen: set[str] = set()
         failed_files: set[str] = set()
         queue: asyncio.Queue[Parsed | None] = asyncio.Queue(maxsize=32)
@@ -141,7 +148,7 @@ class Ingestor:
                     doc_id=doc_id,
                     chunks=self._splitter.split(parsed, doc_id),
                     content_hash=content_hash(parsed.text + repr(sorted(parsed.metadata.items()))),
-                    minhash=self._dedup.signature(parsed.text),
+                    minhash=self._duplicates(collection).signature(parsed.text),
                 )
             )
         return Parsed(file, prepared, list(loaded.failures))
@@ -171,7 +178,7 @@ class Ingestor:
                     stale.append(doc)
         for doc in stale:
             await self._store.delete_document(doc.doc_id)
-            self._dedup.remove(doc.doc_id)
+            self._duplicates(collection).remove(doc.doc_id)
             report.pruned.append(doc.source)
 
 
@@ -217,7 +224,7 @@ class _Batch:
             report.unchanged.append(source)
             return
         if existing is None:
-            duplicate = self._dedup.find(prepared.doc_id, prepared.content_hash, prepared.minhash)
+            duplicate = await self._live_duplicate(prepared)
             if duplicate is not None:
                 report.duplicates.append((source, duplicate.source, duplicate.kind))
                 await store.record_duplicate(
@@ -238,6 +245,16 @@ class _Batch:
         self._chunks += len(prepared.chunks)
         # Register now so a near-copy later in this same run is caught too.
         self._dedup.add(prepared.doc_id, source, prepared.content_hash, prepared.minhash)
+
+    async def _live_duplicate(self, prepared: Prepared) -> DuplicateOf | None:
+        """A stored document this one copies; originals deleted since (by the API, the CLI
+        or another replica) are forgotten, so re-adding a deleted text is never dropped."""
+        while True:
+            found = self._dedup.find(prepared.doc_id, prepared.content_hash, prepared.minhash)
+            pending = any(p.doc_id == found.doc_id for p, _ in self._pending) if found else False
+            if found is None or pending or await self._store.get_document(found.doc_id):
+                return found
+            self._dedup.remove(found.doc_id)
 
     async def flush(self) -> None:
         if not self._pending:
