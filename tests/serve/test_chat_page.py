@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from tests.conftest import run_cli
 from tests.serve.conftest import running_server, server_settings
 from tests.support.llm_simulator import RunningSimulator, SimulatorConfig
 
@@ -88,3 +90,28 @@ def test_ask_see_streamed_answer_open_a_citation_and_give_feedback(
     expect(page.locator(".assistant")).to_have_count(2)
     expect(page.locator(".user")).to_have_count(2)
     page.close()
+
+
+def test_with_keys_on_the_page_asks_for_a_key_and_remembers_it(
+    browser: Browser, index_copy: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(index_copy, data, ignore=shutil.ignore_patterns("feedback.db*", "logs"))
+    created = run_cli(
+        "keys", "create", "--tenant", "default", "--json", data_dir=data, model_cache=model_cache
+    )
+    secret = json.loads(created.stdout)["key"]
+    with running_server(server_settings(data, model_cache, gateway={"auth": True})) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_label("Question").fill("Can I return a laptop after 45 days?")
+        page.get_by_role("button", name="Ask").click()
+        expect(page.locator(".assistant").first).to_contain_text("API key", timeout=15000)
+        page.get_by_label("API key").fill(secret)
+        page.get_by_label("API key").dispatch_event("change")
+        page.get_by_label("Question").fill("Can I return a laptop after 45 days?")
+        page.get_by_role("button", name="Ask").click()
+        expect(page.locator(".assistant .answer-text").nth(1)).to_contain_text("30 days")
+        page.reload()  # the key is kept in this browser
+        expect(page.get_by_label("API key")).to_have_value(secret)
+        page.close()
