@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from grounded.cache import ResponseCache
 from grounded.cache.state import CacheState, MemoryState, RedisState
@@ -72,6 +72,7 @@ class Runtime:
             retriever = await self.ready_for_search()
             tokenizer = load_tokenizer(tokenizer_file())
 
+            @lru_cache(maxsize=8192)  # prompts repeat templates and passages
             def count(text: str) -> int:
                 # The served model's tokenizer is unknown here; WordPiece counts plus 10% stay
                 # on the safe side of the BPE tokenizers of common open models.

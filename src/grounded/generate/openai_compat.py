@@ -1,11 +1,16 @@
-"""Any OpenAI-compatible chat server: vLLM, TGI, SGLang, llama.cpp, Ollama, OpenAI itself."""
+"""Any OpenAI-compatible chat server: vLLM, TGI, SGLang, llama.cpp, Ollama, OpenAI itself.
+
+The client is aiohttp: under concurrent streams its connection pool costs a fraction of
+httpx's, whose per-request check of every pooled socket showed as the largest item in the
+gateway's profile (BENCHMARKS.md, gateway).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from grounded.generate.protocol import BackendError, Delta, GenerationRequest
 from grounded.generate.upstream_sse import events, to_delta
@@ -20,26 +25,37 @@ class OpenAICompatBackend:
         api_key: str | None = None,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 60.0,
-        client: httpx.AsyncClient | None = None,
         keepalive: int = 64,
     ) -> None:
         self._name = name
         self._model = upstream_model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # read = the longest silence allowed between two streamed chunks.
-        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
-        self._client = client or httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            headers=headers,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max(512, keepalive), max_keepalive_connections=keepalive
-            ),
+        self._base = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # sock_read = the longest silence allowed between two streamed chunks.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
         )
+        self._connections = max(512, keepalive)
+        self._session: aiohttp.ClientSession | None = None
 
     @property
     def name(self) -> str:
         return self._name
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: a session belongs to the event loop that runs the server.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._connections, limit_per_host=self._connections, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+            )
+        return self._session
 
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -56,43 +72,48 @@ class OpenAICompatBackend:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         started = False
         try:
-            async with self._client.stream(
-                "POST", "/chat/completions", json=self._payload(request)
+            async with self._client().post(
+                f"{self._base}/chat/completions", json=self._payload(request)
             ) as response:
-                if response.status_code != 200:
-                    body = (await response.aread())[:300].decode(errors="replace")
+                if response.status != 200:
+                    body = (await response.content.read(300)).decode(errors="replace")
                     raise BackendError(
-                        f"model server answered {response.status_code}: {body}",
+                        f"model server answered {response.status}: {body}",
                         before_output=True,
-                        status=response.status_code,
+                        status=response.status,
                     )
-                lines = response.aiter_lines()
+                lines = _lines(response.content)
                 async for event in events(lines):
                     delta = to_delta(event)
                     if delta is not None:
                         started = started or bool(delta.text)
                         yield delta
-                # Read past [DONE] to the end of the body, or the connection cannot be reused
-                # and every request pays for a new one.
+                # Read past [DONE] to the end of the body, so the connection can be reused.
                 async for _ in lines:
                     pass
         except BackendError as exc:
             raise BackendError(str(exc), not started, exc.status) from exc
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
+            raise BackendError("model server timed out", before_output=not started) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise BackendError(
-                f"model server timed out ({type(exc).__name__})", not started
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(
-                f"model server unreachable: {exc}", before_output=not started
+                f"model server unreachable: {exc or type(exc).__name__}", before_output=not started
             ) from exc
 
     async def ready(self) -> bool:
         try:
-            response = await self._client.get("/models", timeout=2.0)
-        except httpx.HTTPError:
+            async with self._client().get(
+                f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=2.0)
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, OSError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    async for raw in content:
+        yield raw.decode("utf-8", errors="replace").rstrip("\r\n")

@@ -31,8 +31,17 @@ def _chunk(
     }
 
 
+def _content_frame(answer: PreparedAnswer) -> tuple[bytes, bytes]:
+    """The bytes around a token's JSON string: only the token is encoded per event."""
+    marker = "\x00token\x00"
+    frame = _event(_chunk(answer, {"content": marker}))
+    before, _, after = frame.partition(json.dumps(marker).encode())
+    return before, after
+
+
 async def stream_answer(answer: PreparedAnswer, include_usage: bool) -> AsyncIterator[bytes]:
     citations = [c.as_dict() for c in answer.citations]
+    before, after = _content_frame(answer)
     yield _event(
         _chunk(
             answer,
@@ -43,7 +52,7 @@ async def stream_answer(answer: PreparedAnswer, include_usage: bool) -> AsyncIte
     try:
         async for delta in answer.stream():
             if delta.text:
-                yield _event(_chunk(answer, {"content": delta.text}))
+                yield before + json.dumps(delta.text, ensure_ascii=False).encode() + after
     except BackendError as exc:
         # The client already has part of an answer: end the stream well-formed, with an error
         # it can see, rather than cutting it off or passing it off as complete.

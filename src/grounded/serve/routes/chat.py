@@ -120,7 +120,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache"},
             # Also when the client left before the first byte: free the worker slot.
-            background=BackgroundTask(answer.finish),
+            background=BackgroundTask(_finish, answer),
         )
     try:
         await _drain(answer)
@@ -129,6 +129,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
     finally:
         answer.finish()
     return JSONResponse(_completion(answer), headers=headers)
+
+
+async def _finish(answer: PreparedAnswer) -> None:
+    # A coroutine on purpose: a plain function would be sent to the thread pool, and the
+    # connection would wait for a free thread before it could take the next request.
+    answer.finish()
 
 
 async def _admit(
