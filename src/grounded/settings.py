@@ -195,6 +195,12 @@ class TierSettings(BaseModel):
     tokens_per_day: int = Field(
         200_000, ge=0, description="Prompt + completion tokens per key per UTC day; 0 = none."
     )
+    tokens_per_user_per_day: int = Field(
+        0,
+        ge=0,
+        description="Tokens per end user (the request's `user` field) per key per UTC day; "
+        "0 = none.",
+    )
     max_output_tokens: int = Field(1024, ge=1, description="Largest max_tokens a request may ask.")
     max_input_chars: int = Field(
         16_000, ge=1, description="Largest total size of a request's messages."

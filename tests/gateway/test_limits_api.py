@@ -26,7 +26,8 @@ TIGHT = {
 }
 THRIFTY = {"name": "thrifty", "requests_per_minute": 100, "tokens_per_day": 40}
 ROOMY = {"name": "standard", "requests_per_minute": 1000}
-TIERS = [TIGHT, THRIFTY, ROOMY]
+PER_USER = {"name": "per-user", "requests_per_minute": 1000, "tokens_per_user_per_day": 30}
+TIERS = [TIGHT, THRIFTY, ROOMY, PER_USER]
 
 
 def chat(url: str, key: str, question: str = "hello there", **extra: Any) -> httpx.Response:
@@ -113,6 +114,20 @@ def test_daily_token_quota_counts_real_usage(limited: dict[str, Any]) -> None:
     else:
         raise AssertionError("the daily quota never refused")
     assert used >= 40 - 20  # refused only once real usage was near the quota
+
+
+def test_each_end_user_has_a_daily_quota_of_their_own(limited: dict[str, Any]) -> None:
+    url, key = limited["url"], limited["per-user"]
+    for _ in range(10):
+        response = chat(url, key, question="what is the warranty on toasters?", user="alice")
+        if response.status_code == 429:
+            assert_refused(response, "user_token_quota_exceeded")
+            break
+        time.sleep(0.1)  # usage is recorded just after the response
+    else:
+        raise AssertionError("alice's quota never refused")
+    assert chat(url, key, user="bob").status_code == 200  # another user of the same key
+    assert chat(url, key).status_code == 200  # and requests naming no user
 
 
 def test_two_serve_processes_share_one_quota(

@@ -82,23 +82,27 @@ class Gateway:
             )
 
     async def check(
-        self, principal: Principal, input_chars: int, max_tokens: int | None
+        self,
+        principal: Principal,
+        input_chars: int,
+        max_tokens: int | None,
+        user: str | None = None,
     ) -> dict[str, str]:
         """Rate limit, quota and size caps; returns the x-ratelimit-* headers or raises 429."""
         if principal.key_id is None:
             return {}  # auth off: nobody to charge
         verdict = await self._limiter.check(
-            principal.key_id, principal.tier, input_chars, max_tokens
+            principal.key_id, principal.tier, input_chars, max_tokens, user
         )
         if not verdict.allowed:
             raise RefusedError(verdict.message, verdict.status, verdict.code, verdict.headers)
         return verdict.headers
 
-    def charge(self, principal: Principal, tokens: int) -> None:
+    def charge(self, principal: Principal, tokens: int, user: str | None = None) -> None:
         """Add real usage to the daily quota, in the background (never delays a response)."""
         if principal.key_id is None or tokens <= 0:
             return
-        task = asyncio.create_task(self._limiter.record_usage(principal.key_id, tokens))
+        task = asyncio.create_task(self._limiter.record_usage(principal.key_id, tokens, user))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -7,6 +7,7 @@ requests already running when it is reached still finish."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -53,7 +54,12 @@ class Limiter:
         self._warned_at: float | None = None
 
     async def check(
-        self, key_id: str, tier: TierSettings, input_chars: int, max_tokens: int | None
+        self,
+        key_id: str,
+        tier: TierSettings,
+        input_chars: int,
+        max_tokens: int | None,
+        user: str | None = None,
     ) -> Verdict:
         """Decide one request. The request bucket is only charged when every earlier check
         passes; a refused request only reads it (for the headers). Token headers are left
@@ -72,6 +78,15 @@ class Limiter:
                         f"This key used {used} of its {tier.tokens_per_day} tokens for today "
                         f"(tier {tier.name!r}); the quota resets at 00:00 UTC.",
                         left_in_day,
+                    )
+            if refusal is None and user and tier.tokens_per_user_per_day > 0:
+                used = await self._state.get(_day_key(_user_id(key_id, user), now))
+                if used >= tier.tokens_per_user_per_day:
+                    refusal = _Refusal(
+                        "user_token_quota_exceeded",
+                        f"This user used {used} of their {tier.tokens_per_user_per_day} tokens "
+                        "for today; the quota resets at 00:00 UTC.",
+                        _seconds_to_midnight(now),
                     )
             per_minute = tier.requests_per_minute
             allowed, remaining, wait = await self._state.take(
@@ -102,15 +117,17 @@ class Limiter:
             return _refused(refusal, headers)
         return Verdict(True, 200, "", "", None, headers)
 
-    async def record_usage(self, key_id: str, tokens: int) -> None:
-        """Add a finished request's prompt + completion tokens to today's total."""
+    async def record_usage(self, key_id: str, tokens: int, user: str | None = None) -> None:
+        """Add a finished request's prompt + completion tokens to today's totals (the key's,
+        and its end user's when the request named one)."""
         if tokens <= 0:
             return
         now = self._clock()
+        ttl = _seconds_to_midnight(now) + DAY_GRACE_S
         try:
-            await self._state.add(
-                _day_key(key_id, now), tokens, _seconds_to_midnight(now) + DAY_GRACE_S
-            )
+            await self._state.add(_day_key(key_id, now), tokens, ttl)
+            if user:
+                await self._state.add(_day_key(_user_id(key_id, user), now), tokens, ttl)
         except StateUnavailable as exc:
             self._warn(exc)
 
@@ -160,7 +177,12 @@ def _bucket_key(key_id: str) -> str:
 
 
 def _day_key(key_id: str, now: float) -> str:
-    return f"tokens:{key_id}:{datetime.fromtimestamp(now, UTC).strftime('%Y-%m-%d')}"
+    return f"tokens:{key_id}:{datetime.fromtimestamp(now - now % DAY_S, UTC):%Y-%m-%d}"
+
+
+def _user_id(key_id: str, user: str) -> str:
+    # The end user's name is the client's text: hash it rather than put it in a state key.
+    return f"{key_id}:user:{hashlib.sha256(user.encode()).hexdigest()[:24]}"
 
 
 def _seconds_to_midnight(now: float) -> float:

@@ -89,7 +89,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         )
     input_chars = sum(len(m.text()) for m in body.messages)
     headers = await app.gateway.check(
-        caller, input_chars, body.max_completion_tokens or body.max_tokens
+        caller, input_chars, body.max_completion_tokens or body.max_tokens, body.user
     )
     answerer = await app.runtime.answerer()
     try:
@@ -106,7 +106,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         await _admit(app, answer, answer_request.priority, headers)
         if scope is not None:
             answer.on_complete = _saver(cache, scope)
-    answer.finishers.append(_settle_account(app, caller))
+    answer.finishers.append(_settle_account(app, caller, body.user))
     headers |= {
         "x-grounded-answer-id": answer.answer_id,
         "x-grounded-cache": f"hit-{cached.kind}" if cached else "miss" if scope else "bypass",
@@ -161,14 +161,16 @@ def _with_headers(error: Exception, headers: dict[str, str]) -> Exception:
     return error
 
 
-def _settle_account(app: AppState, caller: Principal) -> Callable[[PreparedAnswer], None]:
+def _settle_account(
+    app: AppState, caller: Principal, user: str | None
+) -> Callable[[PreparedAnswer], None]:
     """When a stream ends: charge real usage to the quota, mirror to the shadow model."""
 
     def settle(answer: PreparedAnswer) -> None:
         usage = answer.usage
         # A cached answer costs no model tokens, so it counts as zero.
         if usage is not None and answer.cache is None:
-            app.gateway.charge(caller, usage.total_tokens)
+            app.gateway.charge(caller, usage.total_tokens, user)
         if app.shadow is not None and answer.complete and answer.cache is None:
             app.shadow.mirror(_primary(answer))
 
