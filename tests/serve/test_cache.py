@@ -4,6 +4,7 @@ another replica sharing Redis and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,8 @@ def test_streamed_hit_uses_the_same_sse_format(small_index: Path, model_cache: P
             assert response.headers["x-grounded-cache"] == "hit-exact"
             lines = [line for line in response.iter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
-        assert '"cache": "exact"' in "".join(lines)
+        events = [json.loads(line[6:]) for line in lines[:-1]]
+        assert events[-1]["grounded"]["cache"] == "exact"
         assert "3 to 5 business days" in "".join(lines)
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from grounded.cache.state import StateUnavailable
 from grounded.gateway.limits_state import LimitState
@@ -177,7 +178,12 @@ def _bucket_key(key_id: str) -> str:
 
 
 def _day_key(key_id: str, now: float) -> str:
-    return f"tokens:{key_id}:{datetime.fromtimestamp(now - now % DAY_S, UTC):%Y-%m-%d}"
+    return f"tokens:{key_id}:{_date(int(now // DAY_S))}"
+
+
+@lru_cache(maxsize=4)
+def _date(day: int) -> str:
+    return f"{datetime.fromtimestamp(day * DAY_S, UTC):%Y-%m-%d}"
 
 
 def _user_id(key_id: str, user: str) -> str:

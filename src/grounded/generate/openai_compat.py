@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from grounded.generate.protocol import BackendError, Delta, GenerationRequest
 from grounded.generate.upstream_sse import events, to_delta
@@ -53,6 +54,7 @@ class OpenAICompatBackend:
                 headers=self._headers,
                 timeout=self._timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                json_serialize=_json,
                 auto_decompress=False,
             )
         return self._session
@@ -112,6 +114,10 @@ class OpenAICompatBackend:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:

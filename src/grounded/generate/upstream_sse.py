@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from grounded.generate.protocol import BackendError, Delta, Usage
 
@@ -18,8 +19,8 @@ async def events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
         if payload == "[DONE]":
             return
         try:
-            event = json.loads(payload)
-        except json.JSONDecodeError as exc:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
             raise BackendError(f"model server sent malformed event: {payload[:80]!r}") from exc
         if isinstance(event, dict):
             if "error" in event:

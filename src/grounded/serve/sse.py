@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from grounded.generate.answer import PreparedAnswer
 from grounded.generate.protocol import BackendError
 
 
 def _event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 def _chunk(
@@ -35,7 +36,7 @@ def _content_frame(answer: PreparedAnswer) -> tuple[bytes, bytes]:
     """The bytes around a token's JSON string: only the token is encoded per event."""
     marker = "\x00token\x00"
     frame = _event(_chunk(answer, {"content": marker}))
-    before, _, after = frame.partition(json.dumps(marker).encode())
+    before, _, after = frame.partition(orjson.dumps(marker))
     return before, after
 
 
@@ -52,7 +53,7 @@ async def stream_answer(answer: PreparedAnswer, include_usage: bool) -> AsyncIte
     try:
         async for delta in answer.stream():
             if delta.text:
-                yield before + json.dumps(delta.text, ensure_ascii=False).encode() + after
+                yield before + orjson.dumps(delta.text) + after
     except BackendError as exc:
         # The client already has part of an answer: end the stream well-formed, with an error
         # it can see, rather than cutting it off or passing it off as complete.

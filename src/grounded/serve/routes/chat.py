@@ -8,8 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from grounded.cache import ResponseCache
@@ -128,7 +129,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         return error_response(502, str(exc), "upstream_error", None, headers)
     finally:
         answer.finish()
-    return JSONResponse(_completion(answer), headers=headers)
+    return Response(
+        orjson.dumps(_completion(answer)), media_type="application/json", headers=headers
+    )
 
 
 async def _finish(answer: PreparedAnswer) -> None:
