@@ -20,7 +20,7 @@ from grounded.cli_db import db_app, migrate_store
 from grounded.cli_keys import keys_app
 from grounded.cli_shadow import shadow_app
 from grounded.errors import ConfigError, GroundedError, InputError
-from grounded.gateway.tenancy import TENANT_PATTERN, stored_collection
+from grounded.gateway.tenancy import TENANT_PATTERN, stored_collection, visible_collection
 from grounded.models import SearchFilter
 from grounded.runtime import Runtime
 from grounded.settings import Settings, load_settings
@@ -246,8 +246,10 @@ def delete(
         doc = await store.find_document(rt.settings.collection, target) or await store.get_document(
             DocId(target)
         )
-        if doc is None:
-            return None
+        if doc is None or (
+            tenant is not None and visible_collection(tenant, doc.collection) is None
+        ):
+            return None  # with --tenant, another tenant's document id is not found either
         await store.delete_document(doc.doc_id)
         return f"{doc.source} ({doc.doc_id}, {doc.chunk_count} chunks)"
 

@@ -156,12 +156,15 @@ class Runtime:
         return self.retriever
 
     async def close(self) -> None:
+        if self._shadow is not None:
+            await self._shadow.close()  # before the backends its mirrors use
         if self._answerer is not None:
             await self._answerer.close()
+        elif "backends" in self.__dict__:
+            for backend in self.backends.values():
+                await backend.close()
         if self._cache is not None:
             await self._cache.close()
-        if self._shadow is not None:
-            await self._shadow.close()
         if self._gateway is not None:
             await self._gateway.close()
         if "store" in self.__dict__:

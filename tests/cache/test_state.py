@@ -75,3 +75,31 @@ async def test_memory_state_is_bounded_least_recently_used_first() -> None:
     await state.get("a")
     await state.put("c", b"3", 60)
     assert await state.get("b") is None and await state.get("a") == b"1"
+
+
+async def test_memory_state_logs_are_bounded_together_oldest_first() -> None:
+    state = MemoryState(max_entries=3)
+    for i in range(4):
+        await state.append(f"scope-{i % 2}:questions", f"item-{i}".encode())
+    await state.append("scope-2:questions", b"item-4")
+    # Five items, room for three: item-0 and item-1 went, emptying nothing but their slots.
+    assert [v for _, v in await state.read("scope-0:questions", "")] == [b"item-2"]
+    assert [v for _, v in await state.read("scope-1:questions", "")] == [b"item-3"]
+    for i in range(5, 8):
+        await state.append(f"scope-{i}:questions", f"item-{i}".encode())
+    assert await state.read("scope-0:questions", "") == []
+    assert await state.read("scope-2:questions", "") == []
+    assert [v for _, v in await state.read("scope-7:questions", "")] == [b"item-7"]
+    assert await state.flush("scope-") == 3
+
+
+async def test_memory_state_flush_keeps_the_log_bound_exact() -> None:
+    state = MemoryState(max_entries=10, max_log=2)
+    await state.append("a:log", b"1")
+    await state.append("b:log", b"2")
+    await state.flush("a:")
+    await state.append("c:log", b"3")
+    assert [v for _, v in await state.read("b:log", "")] == [b"2"]
+    await state.append("c:log", b"4")
+    assert await state.read("b:log", "") == []
+    assert [v for _, v in await state.read("c:log", "")] == [b"3", b"4"]

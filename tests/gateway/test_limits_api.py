@@ -27,7 +27,8 @@ TIGHT = {
 THRIFTY = {"name": "thrifty", "requests_per_minute": 100, "tokens_per_day": 40}
 ROOMY = {"name": "standard", "requests_per_minute": 1000}
 PER_USER = {"name": "per-user", "requests_per_minute": 1000, "tokens_per_user_per_day": 30}
-TIERS = [TIGHT, THRIFTY, ROOMY, PER_USER]
+EMBED = {"name": "embed", "requests_per_minute": 2, "tokens_per_day": 0}
+TIERS = [TIGHT, THRIFTY, ROOMY, PER_USER, EMBED]
 
 
 def chat(url: str, key: str, question: str = "hello there", **extra: Any) -> httpx.Response:
@@ -149,3 +150,38 @@ def test_two_serve_processes_share_one_quota(
         statuses = [chat(url, key).status_code for url in [first, second] * 4]
     assert statuses.count(200) == 5, statuses
     assert statuses[5:] == [429, 429, 429], statuses
+
+
+def test_embeddings_and_uploads_count_against_the_rate_limit(limited: dict[str, Any]) -> None:
+    url, key = limited["url"], limited["embed"]
+    headers = {"authorization": f"Bearer {key}"}
+    statuses = [
+        httpx.post(f"{url}/v1/embeddings", json={"input": "hello"}, headers=headers).status_code,
+        httpx.post(
+            f"{url}/v1/documents", files={"files": ("a.md", b"# A\n\nSome text here.")},
+            headers=headers, timeout=60,
+        ).status_code,
+        httpx.post(f"{url}/v1/embeddings", json={"input": "hello"}, headers=headers).status_code,
+    ]  # fmt: skip
+    assert statuses[:2] == [200, 201] and statuses[2] == 429, statuses
+
+
+def test_a_key_whose_tier_was_removed_gets_403_not_500(tmp_path: Path, model_cache: Path) -> None:
+    data = tmp_path / "data"
+    old = [{"name": "standard"}, {"name": "gold"}, {"name": "premium"}]
+    key = create_key(data, model_cache, "gold", {"GROUNDED_GATEWAY__TIERS": json.dumps(old)})
+    with running_server(server_settings(data, model_cache, gateway={"auth": True})) as url:
+        response = chat(url, key)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "tier_unknown"
+
+
+def test_size_caps_hold_with_keys_off(tmp_path: Path, model_cache: Path) -> None:
+    settings = server_settings(tmp_path / "data", model_cache)  # keys off, open tier premium
+    with running_server(settings) as url:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5000,
+                  "grounded": {"retrieval": False}},
+        )  # fmt: skip
+    assert_refused(response, "max_tokens_over_cap")

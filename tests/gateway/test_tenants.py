@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import run_cli
 from tests.serve.conftest import running_server, server_settings
 
 ADMIN = "admin-secret-for-tests"
@@ -226,3 +227,28 @@ def test_a_deleted_document_can_be_uploaded_again_under_another_name(gateway: st
     assert deleted.status_code == 200
     again = upload(gateway, key, "recall-2024.md", text)  # not a "duplicate" of a deleted one
     assert again["source"] == "recall-2024.md"
+
+
+def test_upload_collection_names_cannot_leave_the_tenants_folder(gateway: str) -> None:
+    key = new_key(gateway, "traveller")
+    for name in ("..", ".", "../acme", ".hidden"):
+        response = httpx.post(
+            f"{gateway}/v1/documents",
+            files={"files": ("faq.md", b"# FAQ\n\nSome text.")},
+            data={"collection": name},
+            headers=auth(key),
+        )
+        assert response.status_code == 400, (name, response.text)
+        assert response.json()["error"]["code"] == "invalid_collection"
+
+
+def test_cli_delete_with_a_tenant_cannot_remove_another_tenants_document(
+    gateway: str, tenants: dict[str, Any], data_dir: Path, model_cache: Path
+) -> None:
+    acme_id = tenants["acme_doc"]["id"]
+    result = run_cli(
+        "delete", acme_id, "--tenant", "globex",
+        data_dir=data_dir, model_cache=model_cache, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert httpx.get(f"{gateway}/v1/documents/{acme_id}", headers=auth(tenants["acme"])).is_success

@@ -184,6 +184,7 @@ def test_worker_dying_mid_stream_ends_the_stream_with_an_error(
     assert lines[-1] == "data: [DONE]"
     error = json.loads(lines[-2][len("data: ") :])
     assert error["error"]["code"] == "upstream_error"
+    assert "127.0.0.1" not in error["error"]["message"], "worker addresses stay internal"
     events = [json.loads(line[len("data: ") :]) for line in lines[:-1]]
     finishes = [c["finish_reason"] for e in events for c in e.get("choices", [])]
     assert len(events) >= 5 and not any(finishes), "not passed off as complete"

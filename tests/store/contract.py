@@ -168,6 +168,53 @@ class StoreContract:
             assert keyword <= expected and (keyword or not expected), where
         await store.close()
 
+    async def test_a_collection_never_returns_another_collections_chunks(
+        self, open_store: OpenStore
+    ) -> None:
+        # Tenants are collections: tenant b's first upload, after a search of tenant a's
+        # only collection, must stay out of a's results.
+        store = await open_store()
+        await store.bind_embedder("test-embedder", DIM)
+        mine = SearchFilter(collection="tenant-a:docs")
+        await store.write_document(
+            document("a", "a.md", 1, collection="tenant-a:docs"),
+            chunks_for("a", ["Refunds are paid within thirty days."], [1]),
+            None,
+        )
+        assert [s.chunk_id for s in await store.dense_search(unit(2), 5, mine)] == ["a-c0"]
+        assert [s.chunk_id for s in await store.keyword_search("refunds", 5, mine)] == ["a-c0"]
+        await store.write_document(
+            document("b", "b.md", 3, collection="tenant-b:docs"),
+            chunks_for("b", ["Refunds: tenant b's policy."] * 3, [2, 3, 4]),
+            None,
+        )
+        for k in (1, 5):
+            assert [s.chunk_id for s in await store.dense_search(unit(2), k, mine)] == ["a-c0"]
+            keyword = await store.keyword_search("refunds policy", k, mine)
+            assert [s.chunk_id for s in keyword] == ["a-c0"]
+        other = await store.dense_search(unit(1), 5, SearchFilter(collection="tenant-b:docs"))
+        assert {s.chunk_id for s in other} == {"b-c0", "b-c1", "b-c2"}
+        await store.close()
+
+    async def test_non_finite_metadata_is_refused_as_input(self, open_store: OpenStore) -> None:
+        store = await seeded(open_store)
+        for value in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(InputError, match="finite"):
+                await store.write_document(
+                    document("bad", "bad.md", 1, score=value),
+                    chunks_for("bad", ["Refunds are paid within thirty days."], [5]),
+                    None,
+                )
+            where = SearchFilter(metadata={"score": value})
+            with pytest.raises(InputError, match="finite"):
+                await store.dense_search(unit(1), 5, where)
+            with pytest.raises(InputError, match="finite"):
+                await store.keyword_search("returned", 5, where)
+        assert await store.get_document(DocId("bad")) is None
+        laptops = SearchFilter(metadata={"product": "laptop"})
+        assert len(await store.dense_search(unit(1), 5, laptops)) == 2
+        await store.close()
+
     async def test_rewrite_replaces_every_chunk_atomically(self, open_store: OpenStore) -> None:
         store = await seeded(open_store)
         await store.write_document(

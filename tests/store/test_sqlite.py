@@ -57,6 +57,39 @@ async def test_snapshot_plus_log_replay_matches_the_database(open_store: OpenSto
     await reader.close()
 
 
+@pytest.mark.anyio
+async def test_another_collection_created_mid_search_does_not_leak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The single-collection fast path decides in one read that no other collection exists;
+    # tenant b's first upload can commit before the search itself reads.
+    store = SqliteStore(tmp_path / "data", exact_below=2)
+    await store.bind_embedder("test-embedder", DIM)
+    await store.write_document(
+        document("a", "a.md", 1, collection="tenant-a:docs"),
+        chunks_for("a", ["Refunds are paid within thirty days."], [1]),
+        None,
+    )
+    check = store._covers_everything
+
+    async def then_tenant_b_uploads(where: SearchFilter) -> bool:
+        covers = await check(where)
+        await store.write_document(
+            document("b", "b.md", 2, collection="tenant-b:docs"),
+            chunks_for("b", ["Refunds: tenant b's policy.", "Refunds again."], [2, 3]),
+            None,
+        )
+        return covers
+
+    monkeypatch.setattr(store, "_covers_everything", then_tenant_b_uploads)
+    mine = SearchFilter(collection="tenant-a:docs")
+    for k in (1, 2, 5):
+        assert [s.chunk_id for s in await store.dense_search(unit(2), k, mine)] == ["a-c0"]
+        keyword = await store.keyword_search("refunds policy", k, mine)
+        assert [s.chunk_id for s in keyword] == ["a-c0"]
+    await store.close()
+
+
 def test_native_libraries_load_in_any_order() -> None:
     # usearch before onnxruntime used to crash the interpreter on import.
     import subprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -38,14 +38,20 @@ class CacheState(Protocol):
 
 
 class MemoryState:
-    """In-process, bounded: least recently used entries go first, expired ones on access."""
+    """In-process, bounded: least recently used entries go first, expired ones on access.
 
-    def __init__(self, max_entries: int = 10_000, max_log: int = 100_000) -> None:
+    Logs are bounded together, oldest items first. Each log item points at an entry (the
+    semantic index feed), so by default they hold as many items as there can be entries.
+    """
+
+    def __init__(self, max_entries: int = 10_000, max_log: int | None = None) -> None:
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._logs: dict[str, list[tuple[int, bytes]]] = {}
+        # The log of every item held, oldest first: which log gives up its first item next.
+        self._log_order: deque[str] = deque()
         self._next = 1
         self._max_entries = max_entries
-        self._max_log = max_log
+        self._max_log = max_entries if max_log is None else max_log
 
     async def get(self, key: str) -> bytes | None:
         found = self._entries.get(key)
@@ -68,11 +74,15 @@ class MemoryState:
             self._entries.pop(key, None)
 
     async def append(self, log: str, item: bytes) -> None:
-        items = self._logs.setdefault(log, [])
-        items.append((self._next, item))
+        self._logs.setdefault(log, []).append((self._next, item))
+        self._log_order.append(log)
         self._next += 1
-        if len(items) > self._max_log:
-            del items[: len(items) - self._max_log]
+        while len(self._log_order) > self._max_log:
+            oldest = self._log_order.popleft()
+            items = self._logs[oldest]
+            del items[0]
+            if not items:
+                del self._logs[oldest]  # logs are per scope: empty ones must not pile up
 
     async def read(self, log: str, after: str) -> list[tuple[str, bytes]]:
         items = self._logs.get(log, [])
@@ -86,6 +96,8 @@ class MemoryState:
             del self._entries[key]
         for log in logs:
             del self._logs[log]
+        if logs:
+            self._log_order = deque(log for log in self._log_order if log in self._logs)
         return len(keys) + len(logs)
 
     async def close(self) -> None:

@@ -65,7 +65,15 @@ class Gateway:
                 "invalid_api_key",
                 {"www-authenticate": "Bearer"},
             )
-        return Principal(found.tenant, self.settings.tier(found.tier), found.key_id)
+        try:
+            tier = self.settings.tier(found.tier)
+        except KeyError:
+            raise RefusedError(
+                f"this key's tier {found.tier!r} is not configured; ask the operator",
+                403,
+                "tier_unknown",
+            ) from None
+        return Principal(found.tenant, tier, found.key_id)
 
     def authorize_admin(self, authorization: str | None) -> None:
         if self._admin_hash is None:
@@ -90,10 +98,12 @@ class Gateway:
     ) -> dict[str, str]:
         """Rate limit, quota and size caps; returns the x-ratelimit-* headers or raises 429."""
         if principal.key_id is None:
-            return {}  # auth off: nobody to charge
-        verdict = await self._limiter.check(
-            principal.key_id, principal.tier, input_chars, max_tokens, user
-        )
+            # Auth off: nobody to charge, so no rates or quotas; the size caps still hold.
+            verdict = self._limiter.check_size(principal.tier, input_chars, max_tokens)
+        else:
+            verdict = await self._limiter.check(
+                principal.key_id, principal.tier, input_chars, max_tokens, user
+            )
         if not verdict.allowed:
             raise RefusedError(verdict.message, verdict.status, verdict.code, verdict.headers)
         return verdict.headers
@@ -137,7 +147,8 @@ class Gateway:
         if self._keys is not None:
             await self._keys.close()
         await self._limiter.close()
-        # The pools are closed by the Answerer, which owns every backend.
+        for pool in self.pools.values():
+            await pool.close()
 
 
 def _bearer(authorization: str | None) -> str | None:

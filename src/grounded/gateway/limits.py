@@ -118,6 +118,11 @@ class Limiter:
             return _refused(refusal, headers)
         return Verdict(True, 200, "", "", None, headers)
 
+    def check_size(self, tier: TierSettings, input_chars: int, max_tokens: int | None) -> Verdict:
+        """Only the caps that need no stored state (used when there is no key to charge)."""
+        refusal = _size_refusal(tier, input_chars, max_tokens)
+        return Verdict(True, 200, "", "", None) if refusal is None else _refused(refusal, {})
+
     async def record_usage(self, key_id: str, tokens: int, user: str | None = None) -> None:
         """Add a finished request's prompt + completion tokens to today's totals (the key's,
         and its end user's when the request named one)."""

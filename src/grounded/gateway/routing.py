@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from grounded.gateway.admission import AdmissionError
 from grounded.generate.protocol import ChatBackend, Delta, GenerationRequest
 from grounded.ingest.embedders.protocol import Embedder
 from grounded.models import Hit
@@ -115,7 +116,7 @@ class CascadeBackend:
     def name(self) -> str:
         return self._small.name
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         held = [delta async for delta in self._small.stream(request)]
         text = "".join(d.text for d in held)
         support = await asyncio.to_thread(self._support, text, request.passages)
@@ -124,7 +125,14 @@ class CascadeBackend:
             for delta in held:
                 yield delta
             return
-        release = await self._admit_large() if self._admit_large else None
+        try:
+            release = await self._admit_large() if self._admit_large else None
+        except AdmissionError as exc:
+            # The large model is full: the small answer is still an answer; say why it stayed.
+            self._decision.reason += f"; escalation refused ({exc.status}): kept small answer"
+            for delta in held:
+                yield delta
+            return
         try:
             self._decision.model = self._large_name
             self._decision.escalated = True

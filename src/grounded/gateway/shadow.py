@@ -130,6 +130,7 @@ class Shadow:
     async def close(self) -> None:
         for task in list(self._pending):
             task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 def report(path: Path) -> list[dict[str, Any]]:

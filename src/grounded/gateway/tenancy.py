@@ -48,3 +48,8 @@ def visible_collection(tenant: str, stored: str) -> str | None:
     if not sep:
         return stored if tenant == DEFAULT_TENANT else None
     return name if owner == tenant else None
+
+
+def plain_collection(name: str) -> str:
+    """A configured default may name a tenant (`acme:faq`); requests use the name part."""
+    return name.rpartition(_SEPARATOR)[2]

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from grounded.gateway.admission import AdmissionError
 from grounded.gateway.routing import CascadeBackend, RouteDecision, Router, SupportCheck
 from grounded.gateway.tenancy import DEFAULT_TENANT
 from grounded.generate.extractive import ExtractiveBackend
@@ -113,7 +115,7 @@ class PreparedAnswer:
         """Finished normally by the model it was asked of: the only kind worth caching."""
         return self.finish_reason == "stop" and not self.degraded and self.error is None
 
-    async def stream(self) -> AsyncIterator[Delta]:
+    async def stream(self) -> AsyncGenerator[Delta, None]:
         request = GenerationRequest(
             self.prompt.messages,
             self.max_tokens,
@@ -136,10 +138,21 @@ class PreparedAnswer:
             self.error = str(exc)
             raise
         finally:
-            self._write_log()
-            self.finish()
+            try:
+                self._write_log()
+            finally:
+                self.finish()
         if self.on_complete is not None and self.complete and self.cache is None:
             await self.on_complete(self)
+
+    def tokens_used(self) -> int:
+        """Prompt + completion tokens: as the model reported them, or, when it never did
+        (the client left before the usage chunk, a server that omits it), estimated."""
+        if self.usage is not None:
+            return self.usage.total_tokens
+        if self.degraded or (self.first_token_at is None and not self.text):
+            return 0
+        return self.prompt.prompt_tokens + int(len("".join(self.text).split()) * 1.3) + 1
 
     def degrade(self, reason: str) -> bool:
         """Answer with the fallback (an extract, marked degraded) before anything was sent."""
@@ -155,16 +168,20 @@ class PreparedAnswer:
         for finisher in finishers:
             finisher(self)
 
-    async def _generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
+        # aclosing: when the client stops reading, the upstream request ends now, not
+        # whenever the garbage collector finalises the generator.
         try:
-            async for delta in self.backend.stream(request):
-                yield delta
+            async with aclosing(self.backend.stream(request)) as deltas:
+                async for delta in deltas:
+                    yield delta
         except BackendError as exc:
             if not (exc.before_output and self.fallback is not None):
                 raise
             self.degraded, self.error = True, str(exc)
-            async for delta in self.fallback.stream(request):
-                yield delta
+            async with aclosing(self.fallback.stream(request)) as deltas:
+                async for delta in deltas:
+                    yield delta
 
     def cost(self) -> float | None:
         """Price of this answer from the model's configured prices (an extract is free)."""
@@ -370,7 +387,7 @@ class Answerer:
         if backend is not self._extractive:
             try:
                 return await asyncio.wait_for(self._model_rewrite(request, backend), timeout=10)
-            except (BackendError, TimeoutError):
+            except (BackendError, TimeoutError, AdmissionError):
                 pass  # a failed rewrite must not fail the answer: use the rule below
         return await asyncio.to_thread(
             heuristic_rewrite, request.question, request.history, self._embedder
@@ -379,8 +396,14 @@ class Answerer:
     async def _model_rewrite(self, request: AnswerRequest, backend: ChatBackend) -> str:
         pieces = []
         generation = GenerationRequest(rewrite_messages(request.question, request.history), 96, "")
-        async for delta in backend.stream(generation):
-            pieces.append(delta.text)
+        # The rewrite is a model call too: it waits for a worker slot like any other.
+        release = await self.admit(backend.name, request.priority) if self.admit else None
+        try:
+            async for delta in backend.stream(generation):
+                pieces.append(delta.text)
+        finally:
+            if release is not None:
+                release()
         rewritten = " ".join("".join(pieces).split())
         return rewritten or request.question
 

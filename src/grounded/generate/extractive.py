@@ -8,7 +8,7 @@ verbatim from a retrieved passage and carries that passage's citation number.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class ExtractiveBackend:
     def name(self) -> str:
         return self._name
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         answer = await asyncio.to_thread(self.compose, request)
         words = answer.split(" ")
         for i, word in enumerate(words):

@@ -7,7 +7,8 @@ gateway's profile (BENCHMARKS.md, gateway).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -71,7 +72,7 @@ class OpenAICompatBackend:
             payload["temperature"] = request.temperature
         return payload
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         started = False
         try:
             async with self._client().post(
@@ -90,9 +91,11 @@ class OpenAICompatBackend:
                     if delta is not None:
                         started = started or bool(delta.text)
                         yield delta
-                # Read past [DONE] to the end of the body, so the connection can be reused.
-                async for _ in lines:
-                    pass
+                # Read past [DONE] to the end of the body, so the connection can be reused;
+                # the answer is complete already, so a failure here only costs the connection.
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    async for _ in lines:
+                        pass
         except BackendError as exc:
             raise BackendError(str(exc), not started, exc.status) from exc
         except TimeoutError as exc:

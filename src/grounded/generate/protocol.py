@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,12 +56,21 @@ class BackendError(GroundedError):
         self.before_output = before_output
         self.status = status  # the model server's HTTP status, when it answered with one
 
+    @property
+    def public_message(self) -> str:
+        """What a client is told: never worker addresses or upstream bodies (the request
+        log keeps the full message)."""
+        if not self.before_output:
+            return "the model server failed while answering; this answer is incomplete"
+        status = f" (it answered {self.status})" if self.status else ""
+        return f"the model server could not answer{status}"
+
 
 class ChatBackend(Protocol):
     @property
     def name(self) -> str: ...
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Yield the answer; closing the iterator early must release the upstream request."""
         ...
 

@@ -4,7 +4,7 @@ request log as generated answers, and cost no tokens."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from grounded.generate.protocol import Delta, GenerationRequest, Usage
 
@@ -20,7 +20,7 @@ class ReplayBackend:
     def name(self) -> str:
         return self._name
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         for piece in _PIECES.findall(self._text):
             yield Delta(piece)
         yield Delta(finish_reason="stop", usage=Usage(0, 0))

@@ -9,6 +9,7 @@ from importlib import resources
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from starlette.routing import Route
 
 from grounded import __version__
 from grounded.runtime import Runtime
@@ -38,7 +39,10 @@ def create_app(settings: Settings) -> FastAPI:
         await runtime.ready_for_search()
         await asyncio.to_thread(runtime.embedder.embed, ["warm up"])
         app.state.grounded = AppState(runtime)
-        app.state.grounded.gateway.start()
+        gateway = app.state.grounded.gateway
+        # Model calls made inside an answer (a rewrite, an escalation) queue like requests.
+        (await runtime.answerer()).admit = gateway.admit
+        gateway.start()
         try:
             yield
         finally:
@@ -55,6 +59,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(system.router)
     app.include_router(admin.router)
+    # Served first by a plain route (see chat.fast_chat); the FastAPI one stays for the schema.
+    app.router.routes.insert(
+        0, Route("/v1/chat/completions", chat.fast_chat, methods=["POST"], name="chat")
+    )
 
     page = resources.files("grounded.serve").joinpath("static/index.html").read_text("utf-8")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -51,14 +52,21 @@ async def stream_answer(answer: PreparedAnswer, include_usage: bool) -> AsyncIte
         )
     )
     try:
-        async for delta in answer.stream():
-            if delta.text:
-                yield before + orjson.dumps(delta.text) + after
+        async with aclosing(answer.stream()) as deltas:
+            async for delta in deltas:
+                if delta.text:
+                    yield before + orjson.dumps(delta.text) + after
     except BackendError as exc:
         # The client already has part of an answer: end the stream well-formed, with an error
         # it can see, rather than cutting it off or passing it off as complete.
         yield _event(
-            {"error": {"message": str(exc), "type": "server_error", "code": "upstream_error"}}
+            {
+                "error": {
+                    "message": exc.public_message,
+                    "type": "server_error",
+                    "code": "upstream_error",
+                }
+            }
         )
         yield b"data: [DONE]\n\n"
         return

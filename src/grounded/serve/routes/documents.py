@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from grounded.gateway.tenancy import Principal
+from grounded.gateway.tenancy import Principal, plain_collection
 from grounded.ingest.loaders import is_supported
 from grounded.models import Document
 from grounded.serve.auth import Caller
@@ -19,8 +19,10 @@ from grounded.types import DocId
 
 router = APIRouter()
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_COLLECTION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # never "." or ".."
+MAX_OFFSET = 1_000_000
 MAX_FILES = 50
+COLLECTION_RULE = "collection must be 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit"
 
 
 def _document(doc: Document, caller: Principal) -> dict[str, Any]:
@@ -52,19 +54,13 @@ async def upload(
 ) -> Any:
     app = state(request)
     settings = app.runtime.settings
-    collection = collection or settings.collection
-    if not _COLLECTION.match(collection):
-        return error_response(
-            400, "collection must match [A-Za-z0-9_.-]{1,64}", "invalid_collection", "collection"
-        )
+    collection = collection or plain_collection(settings.collection)
+    if not _COLLECTION.fullmatch(collection):
+        return error_response(400, COLLECTION_RULE, "invalid_collection", "collection")
     if not files or len(files) > MAX_FILES:
         return error_response(400, f"send 1 to {MAX_FILES} files", "invalid_files", "files")
-    stored = caller.collection(collection)
-    folder = settings.data_dir / "uploads" / caller.tenant / collection
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for upload_file in files:
-        name = safe_name(upload_file.filename or "upload")
+    names = [safe_name(f.filename or "upload") for f in files]
+    for name in names:
         if not is_supported(Path(name)):
             return error_response(
                 415,
@@ -72,10 +68,18 @@ async def upload(
                 "unsupported_file_type",
                 "files",
             )
-        path = folder / name
-        path.write_bytes(await upload_file.read())
-        saved.append(path)
+    headers = await app.gateway.check(caller, 0, None)
+    stored = caller.collection(collection)
+    # Tenant and collection names are validated, so this stays inside uploads/ and is the
+    # tenant's own; files are written under the lock so two uploads never mix their bytes.
+    folder = settings.data_dir / "uploads" / caller.tenant / collection
     async with app.ingest_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for name, upload_file in zip(names, files, strict=True):
+            path = folder / name
+            path.write_bytes(await upload_file.read())
+            saved.append(path)
         report = await app.runtime.ingestor.run(saved, stored)
     body = {
         "added": report.added,
@@ -93,7 +97,7 @@ async def upload(
     ]
     body["documents"] = [_document(d, caller) for d in documents if d is not None]
     status = 201 if not report.failed else (422 if not body["documents"] else 207)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @router.get("/v1/documents")
@@ -105,12 +109,12 @@ async def list_documents(
     limit: int = 100,
     offset: int = 0,
 ) -> Any:
-    if not 1 <= limit <= 1000 or offset < 0:
-        return error_response(400, "limit must be 1-1000 and offset ≥ 0", "invalid_paging", "limit")
-    if collection is not None and not _COLLECTION.match(collection):
+    if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
         return error_response(
-            400, "collection must match [A-Za-z0-9_.-]{1,64}", "invalid_collection", "collection"
+            400, f"limit must be 1-1000 and offset 0-{MAX_OFFSET}", "invalid_paging", "limit"
         )
+    if collection is not None and not _COLLECTION.fullmatch(collection):
+        return error_response(400, COLLECTION_RULE, "invalid_collection", "collection")
     store = state(request).runtime.store
     if collection is not None:
         docs = await store.list_documents(

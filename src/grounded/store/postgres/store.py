@@ -23,7 +23,7 @@ from grounded.errors import ConfigError
 from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.settings import PostgresSettings
 from grounded.store.postgres.connect import open_pool
-from grounded.store.postgres.filters import filter_sql
+from grounded.store.postgres.filters import filter_sql, metadata_json
 from grounded.store.postgres.keyword import RANKED_SQL, any_of, selective_lexemes
 from grounded.store.postgres.migrate import require_current
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
@@ -244,6 +244,7 @@ class PostgresStore:
     async def write_document(
         self, document: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
     ) -> None:
+        metadata = metadata_json(document.metadata)  # refused before any lock is taken
         async with self._connection() as conn, conn.transaction():
             await _lock_document(conn, document.doc_id)
             await _remove(conn, document.doc_id)
@@ -262,7 +263,7 @@ class PostgresStore:
                         document.content_hash,
                         document.ingested_at,
                         document.chunk_count,
-                        json.dumps(document.metadata),
+                        metadata,
                         minhash,
                     ),
                 )

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
+from collections.abc import Mapping
 
+from grounded.errors import InputError
 from grounded.models import SearchFilter
 from grounded.store.terms import check_metadata_key, query_terms
+
+
+def check_metadata_values(metadata: Mapping[str, object]) -> None:
+    """JSON has no NaN or infinity: stored, json.dumps would write them anyway and every
+    json_extract over that row would fail; as a filter value SQLite would bind NaN as NULL."""
+    for key, value in metadata.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"metadata {key[:40]!r} is {value}; values must be finite numbers")
 
 
 def filter_sql(where: SearchFilter, documents_only: bool = False) -> tuple[str, list[object]]:
@@ -21,6 +32,7 @@ def filter_sql(where: SearchFilter, documents_only: bool = False) -> tuple[str, 
     if where.source_prefix:
         clauses.append("substr(d.source, 1, ?) = ?")
         params.extend([len(where.source_prefix), where.source_prefix])
+    check_metadata_values(where.metadata)
     for key, value in where.metadata.items():
         check_metadata_key(key)
         clauses.append("json_extract(d.metadata, ?) = ?")

@@ -16,6 +16,7 @@ from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreSta
 from grounded.store.sqlite.ann import VectorIndex
 from grounded.store.sqlite.database import Database
 from grounded.store.sqlite.query import (
+    check_metadata_values,
     filter_sql,
     fts_or,
     is_unfiltered,
@@ -71,8 +72,11 @@ def _hit(row: Sequence[Any]) -> Hit:
     )
 
 
-def _ranked_fts(conn: sqlite3.Connection, match: str, k: int) -> list[Scored]:
-    # The FTS table alone ranks fastest; ids are looked up for the top k only.
+def _ranked_fts(
+    conn: sqlite3.Connection, match: str, k: int, where: SearchFilter
+) -> list[Scored] | None:
+    """The top k by the FTS table alone (fastest), or None when the filter dropped some of
+    a full top k, so that the filtered ranking must be run instead."""
     ranked = conn.execute(
         "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
         "ORDER BY s LIMIT ?",
@@ -80,13 +84,20 @@ def _ranked_fts(conn: sqlite3.Connection, match: str, k: int) -> list[Scored]:
     ).fetchall()
     if not ranked:
         return []
+    # The filter still applies to the top k: this path is taken when it is believed to keep
+    # everything, but a collection created since that check must not leak in.
+    condition, params = filter_sql(where)
     marks = ",".join("?" * len(ranked))
     ids = dict(
         conn.execute(
-            f"SELECT chunk_key, chunk_id FROM chunks WHERE chunk_key IN ({marks})",
-            [key for key, _ in ranked],
+            "SELECT c.chunk_key, c.chunk_id FROM chunks c "
+            "JOIN documents d ON d.doc_key = c.doc_key "
+            f"WHERE c.chunk_key IN ({marks}) AND {condition}",
+            [*(key for key, _ in ranked), *params],
         ).fetchall()
     )
+    if len(ids) < len(ranked) == k:
+        return None
     return [Scored(ChunkId(ids[key]), -float(score)) for key, score in ranked if key in ids]
 
 
@@ -192,6 +203,7 @@ class SqliteStore:
     async def write_document(
         self, document: Document, chunks: Sequence[EmbeddedChunk], minhash: bytes | None
     ) -> None:
+        check_metadata_values(document.metadata)
         await self._db.write(lambda conn: replace_document(conn, document, chunks, minhash))
         await self._sync_vectors()
 
@@ -269,7 +281,11 @@ class SqliteStore:
         return await self._db.read(pick)
 
     async def _covers_everything(self, where: SearchFilter) -> bool:
-        """A filter on the only collection there is (the usual single-collection install)."""
+        """A filter on the only collection there is (the usual single-collection install).
+
+        Only a hint for skipping the pre-filter: another collection may be created the
+        moment after this read, so searches still apply `where` when keys become ids.
+        """
         if where.collection is None or where.source_prefix or where.metadata:
             return is_unfiltered(where)
         other = await self._db.read(
@@ -281,13 +297,11 @@ class SqliteStore:
         return not other[0]
 
     async def dense_search(self, vector: Vector, k: int, where: SearchFilter) -> list[Scored]:
-        if await self._covers_everything(where):
-            where = SearchFilter()
         index = await self._caught_up()
         query = np.asarray(vector, dtype=np.float32)
-        if is_unfiltered(where):
-            keys, scores = index.search(query, k)
-            return await self._ids_for(keys, scores, where, k)
+        if await self._covers_everything(where):
+            # No pre-filter, but `where` still decides which keys become ids.
+            return await self._graph_search(index, query, k, where, k)
         # Every filter is a property of documents, so resolve it on the (small) documents
         # table first and reach chunks through their document index.
         condition, params = filter_sql(where, documents_only=True)
@@ -301,8 +315,7 @@ class SqliteStore:
             return []
         if matching >= len(index):
             # The filter keeps everything (one collection, say): search as if unfiltered.
-            keys, scores = index.search(query, k)
-            return await self._ids_for(keys, scores, where, k)
+            return await self._graph_search(index, query, k, where, k)
         if matching <= self._exact_below:
             doc_keys = [key for key, _ in docs]
 
@@ -325,6 +338,12 @@ class SqliteStore:
             return await self._ids_for(keys, scores, where, k)
         # A broad filter: over-fetch from the graph in proportion to what the filter keeps.
         count = min(len(index), k * max(2, 2 * len(index) // matching))
+        return await self._graph_search(index, query, k, where, count)
+
+    async def _graph_search(
+        self, index: VectorIndex, query: Vector, k: int, where: SearchFilter, count: int
+    ) -> list[Scored]:
+        """The graph's nearest `count`, filtered, widened until k pass or the graph is spent."""
         while True:
             keys, scores = index.search(query, count)
             found = await self._ids_for(keys, scores, where, k)
@@ -360,7 +379,9 @@ class SqliteStore:
         if match is None:
             return []
         if await self._covers_everything(where):
-            return await self._db.read(lambda c: _ranked_fts(c, match, k))
+            ranked = await self._db.read(lambda c: _ranked_fts(c, match, k, where))
+            if ranked is not None:
+                return ranked
         condition, params = filter_sql(where)
         sql = (
             "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
