@@ -42,7 +42,10 @@ class Gateway:
         self._admin_hash = (
             _digest(settings.admin_key.get_secret_value()) if settings.admin_key else None
         )
-        self._background: set[asyncio.Task[None]] = set()
+        # Usage is recorded by one background task: a task per request cost more than the
+        # recording itself on the gateway's hottest path.
+        self._usage: asyncio.Queue[tuple[str, int, str | None]] = asyncio.Queue(maxsize=100_000)
+        self._recorder: asyncio.Task[None] | None = None
 
     @property
     def keys(self) -> KeyStore | None:
@@ -51,6 +54,16 @@ class Gateway:
     def start(self) -> None:
         for pool in self.pools.values():
             pool.start()
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._record_usage())
+
+    async def _record_usage(self) -> None:
+        while True:
+            key_id, tokens, user = await self._usage.get()
+            try:
+                await self._limiter.record_usage(key_id, tokens, user)
+            except Exception:  # a failed write must not stop all later ones
+                _log.exception("could not record usage of key %s", key_id)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not self.settings.auth:
@@ -112,9 +125,12 @@ class Gateway:
         """Add real usage to the daily quota, in the background (never delays a response)."""
         if principal.key_id is None or tokens <= 0:
             return
-        task = asyncio.create_task(self._limiter.record_usage(principal.key_id, tokens, user))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        try:
+            self._usage.put_nowait((principal.key_id, tokens, user))
+        except asyncio.QueueFull:
+            _log.warning(
+                "usage queue full: %d tokens of key %s not counted", tokens, principal.key_id
+            )
 
     def has_workers(self, model: str) -> bool:
         return model in self.queues
@@ -142,8 +158,11 @@ class Gateway:
         }
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
+        if self._recorder is not None:
+            deadline = asyncio.get_running_loop().time() + 2.0
+            while not self._usage.empty() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # let the last usage reach the counters
+            self._recorder.cancel()
         if self._keys is not None:
             await self._keys.close()
         await self._limiter.close()

@@ -2,17 +2,20 @@
 
 Lines are appended with a single write each (O_APPEND), so several server processes can
 share one file without interleaving partial lines. The file stays open between writes; if
-it was moved away or deleted (log rotation), the next write opens a new one.
+it was moved away or deleted (log rotation), a write within a second opens a new one.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+ROTATION_CHECK_S = 1.0
 
 
 class RequestLog:
@@ -20,6 +23,7 @@ class RequestLog:
         self._path = path
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._checked_at = 0.0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -32,6 +36,10 @@ class RequestLog:
 
     def _descriptor(self) -> int:
         assert self._path is not None
+        now = time.monotonic()
+        if self._fd is not None and now - self._checked_at < ROTATION_CHECK_S:
+            return self._fd
+        self._checked_at = now  # two stat calls per write showed in the gateway's profile
         if self._fd is not None and not self._rotated(self._fd):
             return self._fd
         self.close()
