@@ -203,7 +203,11 @@ def main() -> None:
             env,
         )
         port = 8790
-        models = json.dumps([{"name": "sim-small", "url": sim_url, "max_output_tokens": 256}])
+        # The simulator stands for one worker batching every stream: admission must not
+        # queue any of them, or the relay ratio would measure the queue, not the relay.
+        models = json.dumps(
+            [{"name": "sim-small", "url": sim_url, "max_output_tokens": 256, "max_in_flight": 512}]
+        )
         server_env = {
             **env,
             "GROUNDED_DATA_DIR": str(data_dir),

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from grounded.errors import StoreError
 from grounded.gateway.keys import ApiKey, key_id_of, new_key, secret_matches
 from grounded.settings import PostgresSettings
-from grounded.store.postgres.connect import open_pool
-from grounded.store.postgres.migrate import require_current
+from grounded.store.postgres.side_pool import SidePool
 
 Connection = psycopg.AsyncConnection[Any]
 _COLUMNS = "key_id, tenant, tier, name, created_at, revoked_at, prefix"
@@ -38,38 +34,9 @@ def _key(row: Sequence[Any]) -> ApiKey:
 
 class PostgresKeyStore:
     def __init__(self, url: str, settings: PostgresSettings, tiers: Collection[str]) -> None:
-        self._url = url
-        self._settings = settings.model_copy(
-            update={
-                "pool_min": min(settings.pool_min, 1),
-                "pool_max": min(settings.pool_max, _POOL_MAX),
-            }
-        )
+        self._pool = SidePool(url, settings, _POOL_MAX, "key table")
         self._tiers = frozenset(tiers)
-        self._pool: AsyncConnectionPool | None = None
-        self._opening = asyncio.Lock()
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        pool = self._pool or await self._open()
-        try:
-            async with pool.connection() as conn:
-                yield conn
-        except psycopg.Error as exc:
-            raise StoreError(f"the PostgreSQL key table failed: {exc}") from exc
-
-    async def _open(self) -> AsyncConnectionPool:
-        async with self._opening:
-            if self._pool is None:
-                pool = await open_pool(self._url, self._settings, _no_setup)
-                try:
-                    async with pool.connection() as conn:
-                        await require_current(conn, self._settings.schema_name)
-                except BaseException:
-                    await pool.close()
-                    raise
-                self._pool = pool
-            return self._pool
+        self._connection = self._pool.connection
 
     async def create(self, tenant: str, tier: str, name: str = "") -> tuple[ApiKey, str]:
         for _ in range(_ATTEMPTS):
@@ -134,10 +101,4 @@ class PostgresKeyStore:
         return cursor.rowcount == 1
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-
-async def _no_setup(conn: Connection) -> None:
-    return None
+        await self._pool.close()

@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse
 from starlette.routing import Route
 
 from grounded import __version__
+from grounded.observe.feedback import build_feedback_store
 from grounded.runtime import Runtime
 from grounded.serve import errors
-from grounded.serve.feedback import FeedbackStore
 from grounded.serve.limits import BodyLimit
 from grounded.serve.routes import admin, chat, documents, system
 from grounded.settings import Settings
@@ -27,7 +27,7 @@ class AppState:
         self.runtime = runtime
         self.gateway = runtime.gateway()
         self.shadow = runtime.shadow()
-        self.feedback = FeedbackStore(runtime.settings.data_dir / "feedback.db")
+        self.feedback = build_feedback_store(runtime.settings)
         self.ingest_lock = asyncio.Lock()
 
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.grounded.feedback.close()
             await runtime.close()
 
     app = FastAPI(

@@ -1,4 +1,4 @@
-"""Thumbs up/down on answers, kept in their own small SQLite file under the data directory."""
+"""Feedback in its own small SQLite file under the data directory (the embedded default)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS feedback (
 )"""
 
 
-class FeedbackStore:
+class SqliteFeedbackStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
@@ -75,3 +75,6 @@ class FeedbackStore:
             ).fetchall()
         finally:
             conn.close()
+
+    async def close(self) -> None:
+        return None  # a connection per call: nothing stays open
