@@ -172,22 +172,14 @@ async def _admit(
     """Wait for a worker slot. With no worker up, answer with an extract (if allowed)."""
     try:
         release = await app.gateway.admit(answer.model, priority)
-    except NoCapacity as exc:
-        if answer.degrade(str(exc)):
+    except AdmissionError as exc:
+        if isinstance(exc, NoCapacity) and answer.degrade(str(exc)):
             return
         answer.finish()
-        raise _with_headers(app.gateway.refusal(exc), headers) from exc
-    except AdmissionError as exc:
-        answer.finish()
-        raise _with_headers(app.gateway.refusal(exc), headers) from exc
+        refusal = app.gateway.refusal(exc)
+        refusal.headers = headers | refusal.headers  # keep the x-ratelimit-* headers
+        raise refusal from exc
     answer.finishers.append(lambda _: release())
-
-
-def _with_headers(error: Exception, headers: dict[str, str]) -> Exception:
-    extra = getattr(error, "headers", None)
-    if isinstance(extra, dict):
-        error.headers = {**headers, **extra}  # type: ignore[attr-defined]
-    return error
 
 
 def _settle_account(
