@@ -116,32 +116,32 @@ class RedisState:
         self._max_log = max_log
 
     async def get(self, key: str) -> bytes | None:
-        with _reachable():
+        with reachable():
             value: Any = await self._redis.get(key)
         return bytes(value) if value is not None else None
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        with _reachable():
+        with reachable():
             await self._redis.set(key, value, px=max(1, int(ttl_seconds * 1000)))
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
-            with _reachable():
+            with reachable():
                 await self._redis.delete(*keys)
 
     async def append(self, log: str, item: bytes) -> None:
-        with _reachable():
+        with reachable():
             await self._redis.xadd(log, {b"v": item}, maxlen=self._max_log, approximate=True)
 
     async def read(self, log: str, after: str) -> list[tuple[str, bytes]]:
         start = f"({after}" if after else "-"
-        with _reachable():
+        with reachable():
             rows: Any = await self._redis.xrange(log, min=start, max="+")
         return [(_text(i), bytes(fields[b"v"])) for i, fields in rows or []]
 
     async def flush(self, prefix: str) -> int:
         removed = 0
-        with _reachable():
+        with reachable():
             async for key in self._redis.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
                 removed += int(await self._redis.delete(key))
         return removed
@@ -151,13 +151,14 @@ class RedisState:
 
 
 @contextmanager
-def _reachable() -> Iterator[None]:
+def reachable(what: str = "cache state") -> Iterator[None]:
+    """Redis errors become StateUnavailable: callers fail open on it, not with a 500."""
     from redis.exceptions import RedisError
 
     try:
         yield
     except (RedisError, OSError) as exc:
-        raise StateUnavailable(f"cache state server unavailable: {exc}") from exc
+        raise StateUnavailable(f"{what} server unavailable: {exc}") from exc
 
 
 def _text(value: Any) -> str:

@@ -15,9 +15,9 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from grounded.errors import InputError
 from grounded.gateway.tenancy import TENANT_PATTERN
@@ -41,6 +41,23 @@ class ApiKey:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+# Both stores select these columns in this order, and read rows back with row_to_key.
+KEY_COLUMNS = "key_id, tenant, tier, name, created_at, revoked_at, prefix"
+CREATE_ATTEMPTS = 3  # a fresh 48-bit key id colliding with a stored one is rare; thrice is absurd
+
+
+def row_to_key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        key_id=row[0],
+        tenant=row[1],
+        tier=row[2],
+        name=row[3],
+        created_at=float(row[4]),
+        revoked_at=None if row[5] is None else float(row[5]),
+        prefix=row[6],
+    )
 
 
 @dataclass(frozen=True, slots=True)

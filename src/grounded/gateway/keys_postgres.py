@@ -4,42 +4,36 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
 
 from grounded.errors import StoreError
-from grounded.gateway.keys import ApiKey, key_id_of, new_key, secret_matches
+from grounded.gateway.keys import (
+    CREATE_ATTEMPTS,
+    KEY_COLUMNS,
+    ApiKey,
+    key_id_of,
+    new_key,
+    row_to_key,
+    secret_matches,
+)
 from grounded.settings import PostgresSettings
-from grounded.store.postgres.side_pool import SidePool
+from grounded.store.postgres.pool import LazyPool
 
 Connection = psycopg.AsyncConnection[Any]
-_COLUMNS = "key_id, tenant, tier, name, created_at, revoked_at, prefix"
-_ATTEMPTS = 3  # a fresh 48-bit key id colliding with a stored one is rare; thrice is absurd
 _POOL_MAX = 4  # lookups are single-row reads by primary key, cached by CachedKeys
-
-
-def _key(row: Sequence[Any]) -> ApiKey:
-    return ApiKey(
-        key_id=row[0],
-        tenant=row[1],
-        tier=row[2],
-        name=row[3],
-        created_at=float(row[4]),
-        revoked_at=None if row[5] is None else float(row[5]),
-        prefix=row[6],
-    )
 
 
 class PostgresKeyStore:
     def __init__(self, url: str, settings: PostgresSettings, tiers: Collection[str]) -> None:
-        self._pool = SidePool(url, settings, _POOL_MAX, "key table")
+        self._pool = LazyPool.beside_store(url, settings, _POOL_MAX, "key table")
         self._tiers = frozenset(tiers)
         self._connection = self._pool.connection
 
     async def create(self, tenant: str, tier: str, name: str = "") -> tuple[ApiKey, str]:
-        for _ in range(_ATTEMPTS):
+        for _ in range(CREATE_ATTEMPTS):
             minted = new_key(tenant, tier, name, self._tiers)
             key = minted.key
             async with self._connection() as conn:
@@ -68,13 +62,13 @@ class PostgresKeyStore:
         async with self._connection() as conn:
             row = await (
                 await conn.execute(
-                    f"SELECT {_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s".encode(),
+                    f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s".encode(),
                     (key_id,),
                 )
             ).fetchone()
         if row is None or not secret_matches(secret, row[7]):
             return None
-        key = _key(row)
+        key = row_to_key(row)
         return key if key.active else None
 
     async def list(
@@ -83,14 +77,14 @@ class PostgresKeyStore:
         async with self._connection() as conn:
             rows = await (
                 await conn.execute(
-                    f"SELECT {_COLUMNS} FROM api_keys "
+                    f"SELECT {KEY_COLUMNS} FROM api_keys "
                     "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text) "
                     "AND (%(all)s OR revoked_at IS NULL) "
                     "ORDER BY created_at, key_id".encode(),
                     {"tenant": tenant, "all": include_revoked},
                 )
             ).fetchall()
-        return [_key(row) for row in rows]
+        return [row_to_key(row) for row in rows]
 
     async def revoke(self, key_id: str) -> bool:
         async with self._connection() as conn:

@@ -6,12 +6,21 @@ import asyncio
 import builtins
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from grounded.errors import StoreError
-from grounded.gateway.keys import ApiKey, NewKey, key_id_of, new_key, secret_matches
+from grounded.gateway.keys import (
+    CREATE_ATTEMPTS,
+    KEY_COLUMNS,
+    ApiKey,
+    NewKey,
+    key_id_of,
+    new_key,
+    row_to_key,
+    secret_matches,
+)
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY,
@@ -24,22 +33,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at REAL
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant);"""
-_COLUMNS = "key_id, tenant, tier, name, created_at, revoked_at, prefix"
-_ATTEMPTS = 3  # a fresh 48-bit key id colliding with a stored one is rare; thrice is absurd
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def row_to_key(row: Sequence[Any]) -> ApiKey:
-    return ApiKey(
-        key_id=row[0],
-        tenant=row[1],
-        tier=row[2],
-        name=row[3],
-        created_at=float(row[4]),
-        revoked_at=None if row[5] is None else float(row[5]),
-        prefix=row[6],
-    )
 
 
 class SqliteKeyStore:
@@ -71,7 +66,7 @@ class SqliteKeyStore:
     def _insert(self, tenant: str, tier: str, name: str) -> NewKey:
         conn = self._connect()
         try:
-            for _ in range(_ATTEMPTS):
+            for _ in range(CREATE_ATTEMPTS):
                 minted = new_key(tenant, tier, name, self._tiers)
                 key = minted.key
                 try:
@@ -100,7 +95,7 @@ class SqliteKeyStore:
         conn = self._connect()
         try:
             row = conn.execute(
-                f"SELECT {_COLUMNS}, secret_hash FROM api_keys WHERE key_id = ?", (key_id,)
+                f"SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE key_id = ?", (key_id,)
             ).fetchone()
         finally:
             conn.close()
@@ -113,7 +108,7 @@ class SqliteKeyStore:
         conn = self._connect()
         try:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys "
+                f"SELECT {KEY_COLUMNS} FROM api_keys "
                 "WHERE (? IS NULL OR tenant = ?) AND (? OR revoked_at IS NULL) "
                 "ORDER BY created_at, key_id",
                 (tenant, tenant, include_revoked),

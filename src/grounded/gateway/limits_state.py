@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from grounded.cache.state import StateUnavailable
+from grounded.cache.state import StateUnavailable, reachable
 from grounded.errors import ConfigError
 
 __all__ = ["LimitState", "MemoryLimits", "RedisLimits", "StateUnavailable"]
@@ -203,7 +202,7 @@ class RedisLimits:
         self, key: str, rate_per_s: float, burst: float, cost: float = 1.0
     ) -> tuple[bool, float, float]:
         _validate(rate_per_s, burst, cost)
-        with _reachable():
+        with reachable("rate-limit state"):
             reply: Any = await self._take(
                 keys=[PREFIX + key], args=[repr(rate_per_s), repr(burst), repr(cost)]
             )
@@ -212,7 +211,7 @@ class RedisLimits:
 
     async def add(self, key: str, amount: int, ttl_s: float) -> int:
         name = PREFIX + key
-        with _reachable():
+        with reachable("rate-limit state"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(name, amount)
                 pipe.pexpire(name, max(1, int(ttl_s * 1000)), nx=True)
@@ -220,19 +219,9 @@ class RedisLimits:
         return int(total)
 
     async def get(self, key: str) -> int:
-        with _reachable():
+        with reachable("rate-limit state"):
             value: Any = await self._redis.get(PREFIX + key)
         return int(value) if value is not None else 0
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-
-@contextmanager
-def _reachable() -> Iterator[None]:
-    from redis.exceptions import RedisError
-
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StateUnavailable(f"rate-limit state server unavailable: {exc}") from exc

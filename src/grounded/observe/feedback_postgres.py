@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 from grounded.settings import PostgresSettings
-from grounded.store.postgres.side_pool import SidePool
+from grounded.store.postgres.pool import LazyPool
 
 _KEYS = ("id", "answer_id", "rating", "comment", "created_at")
 
 
 class PostgresFeedbackStore:
     def __init__(self, url: str, settings: PostgresSettings) -> None:
-        self._pool = SidePool(url, settings, 2, "feedback table")
+        self._pool = LazyPool.beside_store(url, settings, 2, "feedback table")
 
     async def add(self, tenant: str, answer_id: str, rating: str, comment: str | None) -> int:
         async with self._pool.connection() as conn:

@@ -8,24 +8,20 @@ version or the new one, and a killed writer leaves the old one.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from grounded.errors import ConfigError
 from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.settings import PostgresSettings
-from grounded.store.postgres.connect import open_pool
 from grounded.store.postgres.filters import filter_sql, metadata_json
 from grounded.store.postgres.keyword import RANKED_SQL, any_of, selective_lexemes
-from grounded.store.postgres.migrate import require_current
+from grounded.store.postgres.pool import LazyPool
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.types import ChunkId, DocId, Matrix, Vector
 
@@ -90,31 +86,11 @@ def _as_vector(value: Any) -> Vector:
 
 class PostgresStore:
     def __init__(self, url: str, settings: PostgresSettings | None = None) -> None:
-        self._url = url
         self._settings = settings or PostgresSettings()
-        self._pool: AsyncConnectionPool | None = None
-        self._opening = asyncio.Lock()
+        self._pool = LazyPool(url, self._settings, self._configure)
+        self._connection = self._pool.connection
 
     # -- connections ------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        pool = self._pool or await self._open()
-        async with pool.connection() as conn:
-            yield conn
-
-    async def _open(self) -> AsyncConnectionPool:
-        async with self._opening:
-            if self._pool is None:
-                pool = await open_pool(self._url, self._settings, self._configure)
-                try:
-                    async with pool.connection() as conn:
-                        await require_current(conn, self._settings.schema_name)
-                except BaseException:
-                    await pool.close()
-                    raise
-                self._pool = pool
-            return self._pool
 
     async def _configure(self, conn: Connection) -> None:
         settings = self._settings
@@ -417,9 +393,7 @@ class PostgresStore:
         return problems
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.close()
 
 
 async def _lock_document(conn: Connection, doc_id: DocId) -> None:
