@@ -65,7 +65,7 @@ def _settings(
     settings = load_settings(**overrides)
     if tenant is None:
         return settings
-    if not TENANT_PATTERN.match(tenant):
+    if not TENANT_PATTERN.fullmatch(tenant):
         raise ConfigError(f"invalid tenant name {tenant!r}: use a-z, 0-9, _ and - (max 32)")
     scoped = stored_collection(tenant, collection or settings.collection)
     return settings.model_copy(update={"collection": scoped})

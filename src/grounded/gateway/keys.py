@@ -149,6 +149,7 @@ class CachedKeys:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
+        self._revocations = 0  # a lookup that overlapped a revoke must not cache its result
 
     async def create(self, tenant: str, tier: str, name: str = "") -> tuple[ApiKey, str]:
         return await self._inner.create(tenant, tier, name)
@@ -162,7 +163,10 @@ class CachedKeys:
         if cached is not None and cached[0] > now:
             self._entries.move_to_end(digest)
             return cached[1]
+        revocations = self._revocations
         key = await self._inner.lookup(secret)
+        if revocations != self._revocations:
+            return await self._inner.lookup(secret)
         self._entries[digest] = (now + self._ttl_s, key)
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max_entries:
@@ -176,6 +180,7 @@ class CachedKeys:
 
     async def revoke(self, key_id: str) -> bool:
         revoked = await self._inner.revoke(key_id)
+        self._revocations += 1
         stale = [
             digest
             for digest, (_, key) in self._entries.items()

@@ -81,7 +81,7 @@ async def gateway_status(request: Request) -> dict[str, Any]:
 
 @router.delete("/tenants/{tenant}/cache", response_model=None)
 async def flush_tenant_cache(tenant: str, request: Request) -> Any:
-    if not TENANT_PATTERN.match(tenant):
+    if not TENANT_PATTERN.fullmatch(tenant):
         return error_response(400, "invalid tenant name", "invalid_tenant", "tenant")
     try:
         removed = await (await state(request).runtime.response_cache()).flush(tenant)
