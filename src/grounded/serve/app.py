@@ -1,4 +1,5 @@
-"""`create_app(settings)`: the FastAPI application with its lifespan and routes."""
+"""`create_app(settings)`: the FastAPI application with its lifespan and routes, behind the
+chat route's fast lane."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from importlib import resources
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
-from starlette.routing import Route
 
 from grounded import __version__
 from grounded.observe.feedback import build_feedback_store
 from grounded.runtime import Runtime
 from grounded.serve import errors
+from grounded.serve.fastlane import FastLane
 from grounded.serve.limits import BodyLimit
 from grounded.serve.routes import admin, chat, documents, system
 from grounded.settings import Settings
@@ -31,7 +32,7 @@ class AppState:
         self.ingest_lock = asyncio.Lock()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> FastLane:
     runtime = Runtime(settings)
 
     @asynccontextmanager
@@ -60,10 +61,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(system.router)
     app.include_router(admin.router)
-    # Served first by a plain route (see chat.fast_chat); the FastAPI one stays for the schema.
-    app.router.routes.insert(
-        0, Route("/v1/chat/completions", chat.fast_chat, methods=["POST"], name="chat")
-    )
 
     page = resources.files("grounded.serve").joinpath("static/index.html").read_text("utf-8")
 
@@ -78,4 +75,4 @@ def create_app(settings: Settings) -> FastAPI:
         upload_max_bytes=int(serve.max_upload_mb * 1_000_000) + 64 * 1024,
         upload_prefix="/v1/documents",
     )
-    return app
+    return FastLane(app, serve.max_request_kb * 1024)
