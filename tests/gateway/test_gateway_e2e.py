@@ -315,3 +315,39 @@ def _classify(lines: list[str]) -> tuple[str, str]:
         return "malformed", "no finish_reason"
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
     return ("degraded" if final["grounded"]["degraded"] else "complete"), text
+
+
+def test_a_client_that_leaves_frees_its_queue_place_and_its_model_call(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    with RunningSimulator(SimulatorConfig(ttft_s=3.0)) as sim:
+        settings = server_settings(
+            tmp_path / "data",
+            model_cache,
+            generate={
+                "models": [model("sim", [sim.url], max_in_flight=1, health_interval_s=0)],
+                "default_model": "sim",
+            },
+            gateway={"auth": False, "admin_key": ADMIN},
+        )
+        with running_server(settings) as url:
+            body = {"messages": [{"role": "user", "content": "hi"}],
+                    "grounded": {"retrieval": False}}  # fmt: skip
+
+            async def leave_early() -> None:
+                async with httpx.AsyncClient(timeout=0.5) as client:
+                    calls = [client.post(f"{url}/v1/chat/completions", json=body) for _ in "ab"]
+                    results = await asyncio.gather(*calls, return_exceptions=True)
+                assert all(isinstance(r, httpx.TimeoutException) for r in results), results
+
+            asyncio.run(leave_early())  # one generating, one queued behind it; both give up
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                queue = gateway_status(url)["sim"]["queue"]
+                if queue["in_use"] == 0 and queue["waiting"] == 0:
+                    break
+                time.sleep(0.1)
+            assert (queue["in_use"], queue["waiting"]) == (0, 0), queue
+            stats = sim.stats()
+            assert stats["requests"] == 1  # the queued one never reached the model
+            assert stats["streams_cancelled"] == 1  # the running one was closed upstream

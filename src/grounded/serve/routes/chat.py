@@ -122,7 +122,12 @@ async def _chat(body: ChatCompletionRequest, request: Request, caller: Principal
         answer = answerer.replay(answer_request, model, cached.text, cached.passages(), cached.kind)
     else:
         answer = await answerer.prepare(answer_request)
-        await _admit(app, answer, answer_request.priority, headers)
+        admitted = await _unless_client_leaves(
+            request, _admit(app, answer, answer_request.priority, headers)
+        )
+        if not admitted:
+            answer.finish()
+            return _client_gone()
         if scope is not None:
             answer.on_complete = _saver(cache, scope)
     answer.finishers.append(_settle_account(app, caller, body.user))
@@ -141,7 +146,8 @@ async def _chat(body: ChatCompletionRequest, request: Request, caller: Principal
             headers={**headers, "cache-control": "no-cache"},
         )
     try:
-        await _drain(answer)
+        if not await _unless_client_leaves(request, _drain(answer)):
+            return _client_gone()  # the model call was cancelled: no GPU time for nobody
     except BackendError as exc:
         return error_response(502, exc.public_message, "upstream_error", None, headers)
     finally:
@@ -149,6 +155,36 @@ async def _chat(body: ChatCompletionRequest, request: Request, caller: Principal
     return Response(
         orjson.dumps(_completion(answer)), media_type="application/json", headers=headers
     )
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[Any]) -> bool:
+    """Run `work` (waiting for a worker, generating) unless the client goes away first;
+    then cancel it, so a request nobody waits for frees its place in the queue and its
+    model call. True if the work finished. A stream needs none of this: the response
+    itself notices the disconnect and closes the model call."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        task.result()  # re-raise what the work raised
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
+def _client_gone() -> Response:
+    # Nobody reads it: the client closed the connection (nginx logs such requests as 499).
+    return Response(status_code=499)
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class _AnswerStream(StreamingResponse):
