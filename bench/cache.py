@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import console, p50, percentile, print_table, save
 
-from grounded.cache.responses import DEFAULT_TENANT, CachedAnswer, CacheScope
+from grounded.cache.responses import CachedAnswer, CacheScope
+from grounded.gateway.tenancy import DEFAULT_TENANT
 from grounded.generate.answer import AnswerRequest
 from grounded.generate.prompt import PROMPT_VERSION
 from grounded.models import SearchFilter
