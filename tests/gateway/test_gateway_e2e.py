@@ -348,6 +348,9 @@ def test_a_client_that_leaves_frees_its_queue_place_and_its_model_call(
                     break
                 time.sleep(0.1)
             assert (queue["in_use"], queue["waiting"]) == (0, 0), queue
-            stats = sim.stats()
-            assert stats["requests"] == 1  # the queued one never reached the model
-            assert stats["streams_cancelled"] == 1  # the running one was closed upstream
+            # Every model call that started was closed upstream, none ran to the end. (The
+            # queued request may reach the model for an instant if the slot frees just
+            # before its own disconnect is seen; it is cancelled the same way.)
+            stats = sim.wait_for(lambda s: s["streams_cancelled"] >= s["requests"] >= 1)
+            assert stats["streams_cancelled"] == stats["requests"] >= 1, stats
+            assert stats["streams_completed"] == 0, stats
