@@ -87,9 +87,11 @@ def test_cascade_routes_by_policy_escalates_weak_answers_and_records_why(
         assert long["model"] == "large" and "long question" in long["reason"]
 
         models["small"].configure(completion_tokens=80)  # now mostly filler: weakly supported
-        weak = ask(url, QUESTION).json()
+        weak_response = ask(url, QUESTION)
+        weak = weak_response.json()
         route = weak["grounded"]["route"]
         assert route["escalated"] and route["model"] == "large", route
+        assert weak_response.headers["x-grounded-route"] == "large"
         assert route["support"] < 0.75 and "escalated" in route["reason"]
         # The client got the large model's short answer only, never the held 80-word one.
         assert len(weak["choices"][0]["message"]["content"].split()) < 40

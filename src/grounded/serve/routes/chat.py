@@ -152,6 +152,8 @@ async def _chat(body: ChatCompletionRequest, request: Request, caller: Principal
         return error_response(502, exc.public_message, "upstream_error", None, headers)
     finally:
         answer.finish()
+    if answer.route is not None:
+        headers["x-grounded-route"] = answer.route.model  # after any escalation
     return Response(
         orjson.dumps(_completion(answer)), media_type="application/json", headers=headers
     )
