@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -132,22 +131,13 @@ class Runtime:
             if backend is None:
                 raise ConfigError(f"gateway.shadow.model {shadow.model!r} is not a served model")
             gateway = self.gateway()
-            queue = gateway.queues.get(shadow.model)
-
-            async def try_admit(model: str) -> Callable[[], None] | None:
-                if queue is None:
-                    return lambda: None
-                if queue.waiting or queue.in_use >= gateway.pools[model].capacity():
-                    return None  # busy: a mirror never waits for a worker
-                return (await queue.acquire(SHADOW_PRIORITY)).release
-
             self._shadow = Shadow(
                 shadow.model,
                 backend,
                 shadow.share,
                 self.embedder,
                 self.settings.data_dir / "logs" / "shadow.jsonl",
-                try_admit,
+                lambda model: gateway.try_admit(model, SHADOW_PRIORITY),
             )
         return self._shadow
 

@@ -269,3 +269,17 @@ def test_errors_share_one_branch_of_the_error_tree() -> None:
         assert isinstance(error, AdmissionError) and isinstance(error, GroundedError)
         assert error.status == error.http_status == status
         assert error.retry_after_s == 2.5
+
+
+async def test_try_acquire_takes_a_free_slot_and_never_queues() -> None:
+    q = queue(capacity=1)
+    background = q.try_acquire(-1)
+    assert background is not None and q.in_use == 1
+    assert q.try_acquire(-1) is None  # full: background work is dropped, not queued
+    waiter = asyncio.create_task(q.acquire(0))
+    await settle()
+    background.release()
+    lease = await asyncio.wait_for(waiter, 1)
+    assert q.try_acquire(-1) is None and q.waiting == 0
+    lease.release()
+    assert q.try_acquire(-1) is not None

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from grounded.settings import Settings
 from tests.conftest import run_cli
 from tests.serve.conftest import running_server, server_settings
 from tests.support.llm_simulator import RunningSimulator, SimulatorConfig
@@ -30,6 +31,21 @@ ADMIN = "admin-key-for-e2e"
 
 def model(name: str, urls: list[str], **extra: Any) -> dict[str, Any]:
     return {"name": name, "url": urls[0], "workers": urls[1:], **extra}
+
+
+def one_worker(
+    data: Path, model_cache: Path, sim: RunningSimulator, slots: int = 1, **overrides: Any
+) -> Settings:
+    """A server whose default model is one simulator taking `slots` requests at a time."""
+    return server_settings(
+        data,
+        model_cache,
+        generate={
+            "models": [model("sim", [sim.url], max_in_flight=slots, health_interval_s=0)],
+            "default_model": "sim",
+        },
+        **overrides,
+    )
 
 
 def chat(url: str, question: str = "hello", key: str | None = None, **extra: Any) -> httpx.Response:
@@ -152,13 +168,11 @@ def test_priority_admission_sheds_the_lowest_tier_first(tmp_path: Path, model_ca
         for tier in ("free", "premium")
     }
     with RunningSimulator(SimulatorConfig(ttft_s=0.4, itl_s=0.001)) as sim:
-        settings = server_settings(
+        settings = one_worker(
             data,
             model_cache,
-            generate={
-                "models": [model("sim", [sim.url], max_in_flight=2, health_interval_s=0)],
-                "default_model": "sim",
-            },
+            sim,
+            slots=2,
             gateway={
                 "auth": True,
                 "admin_key": ADMIN,
@@ -212,14 +226,8 @@ def test_a_full_queue_that_does_not_move_times_out_with_503(
     tmp_path: Path, model_cache: Path
 ) -> None:
     with RunningSimulator(SimulatorConfig(ttft_s=1.5)) as sim:
-        settings = server_settings(
-            tmp_path / "data",
-            model_cache,
-            generate={
-                "models": [model("sim", [sim.url], max_in_flight=1, health_interval_s=0)],
-                "default_model": "sim",
-            },
-            gateway={"auth": False, "queue_timeout_s": 0.3},
+        settings = one_worker(
+            tmp_path / "data", model_cache, sim, gateway={"auth": False, "queue_timeout_s": 0.3}
         )
         with running_server(settings) as url:
 
@@ -321,14 +329,8 @@ def test_a_client_that_leaves_frees_its_queue_place_and_its_model_call(
     tmp_path: Path, model_cache: Path
 ) -> None:
     with RunningSimulator(SimulatorConfig(ttft_s=3.0)) as sim:
-        settings = server_settings(
-            tmp_path / "data",
-            model_cache,
-            generate={
-                "models": [model("sim", [sim.url], max_in_flight=1, health_interval_s=0)],
-                "default_model": "sim",
-            },
-            gateway={"auth": False, "admin_key": ADMIN},
+        settings = one_worker(
+            tmp_path / "data", model_cache, sim, gateway={"auth": False, "admin_key": ADMIN}
         )
         with running_server(settings) as url:
             body = {"messages": [{"role": "user", "content": "hi"}],

@@ -174,6 +174,13 @@ class AdmissionQueue:
                 self._forget(waiter)
             raise
 
+    def try_acquire(self, priority: int = 0) -> Lease | None:
+        """A slot now, or None when the model is busy or someone is waiting: never queues
+        (for background work such as shadow traffic)."""
+        if self.waiting or self._in_use >= self._capacity():
+            return None
+        return self._grant(priority, self._clock())
+
     def notify(self) -> None:
         """Capacity may have changed (a worker came or went): admit or fail waiters."""
         if self._capacity() <= 0:

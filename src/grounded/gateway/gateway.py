@@ -132,9 +132,6 @@ class Gateway:
                 "usage queue full: %d tokens of key %s not counted", tokens, principal.key_id
             )
 
-    def has_workers(self, model: str) -> bool:
-        return model in self.queues
-
     async def admit(self, model: str, priority: int) -> Release:
         """Wait for a slot on the model's workers; AdmissionError when shed or timed out."""
         queue = self.queues.get(model)
@@ -143,13 +140,17 @@ class Gateway:
         lease = await queue.acquire(priority)
         return lease.release
 
+    def try_admit(self, model: str, priority: int) -> Release | None:
+        """A slot at once, or None if the model's workers are busy (never waits)."""
+        queue = self.queues.get(model)
+        if queue is None:
+            return _nothing
+        lease = queue.try_acquire(priority)
+        return None if lease is None else lease.release
+
     def refusal(self, error: AdmissionError) -> RefusedError:
         retry = str(max(1, round(error.retry_after_s)))
-        code = type(error).__name__.lower()
-        codes = {"shed": "overloaded", "queuetimeout": "queue_timeout"}
-        return RefusedError(
-            str(error), error.status, codes.get(code, "no_capacity"), {"retry-after": retry}
-        )
+        return RefusedError(str(error), error.status, error.code, {"retry-after": retry})
 
     def status(self) -> dict[str, Any]:
         return {

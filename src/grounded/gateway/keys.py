@@ -45,6 +45,7 @@ class ApiKey:
 
 # Both stores select these columns in this order, and read rows back with row_to_key.
 KEY_COLUMNS = "key_id, tenant, tier, name, created_at, revoked_at, prefix"
+INSERT_COLUMNS = "key_id, secret_hash, tenant, tier, name, prefix, created_at"
 CREATE_ATTEMPTS = 3  # a fresh 48-bit key id colliding with a stored one is rare; thrice is absurd
 
 
@@ -67,6 +68,12 @@ class NewKey:
     key: ApiKey
     secret: str
     secret_hash: str
+
+    def row(self) -> tuple[str, str, str, str, str, str, float]:
+        """The values of INSERT_COLUMNS, in that order."""
+        key = self.key
+        return (key.key_id, self.secret_hash, key.tenant, key.tier, key.name, key.prefix,
+                key.created_at)  # fmt: skip
 
 
 class KeyStore(Protocol):

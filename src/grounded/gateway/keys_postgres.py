@@ -12,6 +12,7 @@ import psycopg
 from grounded.errors import StoreError
 from grounded.gateway.keys import (
     CREATE_ATTEMPTS,
+    INSERT_COLUMNS,
     KEY_COLUMNS,
     ApiKey,
     key_id_of,
@@ -38,18 +39,9 @@ class PostgresKeyStore:
             key = minted.key
             async with self._connection() as conn:
                 cursor = await conn.execute(
-                    "INSERT INTO api_keys (key_id, secret_hash, tenant, tier, name, prefix, "
-                    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (key_id) DO NOTHING",
-                    (
-                        key.key_id,
-                        minted.secret_hash,
-                        key.tenant,
-                        key.tier,
-                        key.name,
-                        key.prefix,
-                        key.created_at,
-                    ),
+                    f"INSERT INTO api_keys ({INSERT_COLUMNS}) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key_id) DO NOTHING".encode(),
+                    minted.row(),
                 )
             if cursor.rowcount == 1:
                 return key, minted.secret

@@ -13,6 +13,7 @@ from typing import ParamSpec, TypeVar
 from grounded.errors import StoreError
 from grounded.gateway.keys import (
     CREATE_ATTEMPTS,
+    INSERT_COLUMNS,
     KEY_COLUMNS,
     ApiKey,
     NewKey,
@@ -68,21 +69,11 @@ class SqliteKeyStore:
         try:
             for _ in range(CREATE_ATTEMPTS):
                 minted = new_key(tenant, tier, name, self._tiers)
-                key = minted.key
                 try:
                     with conn:
                         conn.execute(
-                            "INSERT INTO api_keys (key_id, secret_hash, tenant, tier, name, "
-                            "prefix, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                key.key_id,
-                                minted.secret_hash,
-                                key.tenant,
-                                key.tier,
-                                key.name,
-                                key.prefix,
-                                key.created_at,
-                            ),
+                            f"INSERT INTO api_keys ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            minted.row(),
                         )
                 except sqlite3.IntegrityError:
                     continue  # the key id is taken: mint another

@@ -13,7 +13,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from grounded.observe.requestlog import RequestLog
 
 MAX_PENDING = 32
 SHADOW_PRIORITY = -1  # below every tier
-TryAdmit = Callable[[str], Awaitable[Callable[[], None] | None]]
+TryAdmit = Callable[[str], Callable[[], None] | None]  # a release, or None when busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +59,20 @@ class Shadow:
         self._try_admit = try_admit
         self._draw = draw
         self._pending: set[asyncio.Task[None]] = set()
-        self.skipped = 0
 
     def mirror(self, primary: Primary) -> None:
         if primary.model == self.model or self._draw() >= self._share:
             return
         if len(self._pending) >= MAX_PENDING:
-            self.skipped += 1
             return
         task = asyncio.create_task(self._run(primary))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _run(self, primary: Primary) -> None:
-        release = await self._try_admit(self.model) if self._try_admit else (lambda: None)
+        release = self._try_admit(self.model) if self._try_admit else (lambda: None)
         if release is None:
-            self.skipped += 1
-            return
+            return  # the candidate is busy: drop the mirror rather than queue it
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
@@ -121,11 +118,6 @@ class Shadow:
     def _agreement(self, primary: str, shadow: str) -> float:
         vectors = self._embedder.embed([primary, shadow])
         return round(float(vectors[0] @ vectors[1]), 4)
-
-    async def drain(self) -> None:
-        """Wait for mirrors in flight (tests, shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self._pending):

@@ -266,10 +266,6 @@ class Answerer:
         names = [*self._backends, *([self._router.name] if self._router else [])]
         return sorted(names, key=lambda name: name != self._default_model)
 
-    @property
-    def backends(self) -> dict[str, ChatBackend]:
-        return dict(self._backends)
-
     async def backend_ready(self, model: str) -> bool:
         backend = self._backends.get(model)
         return backend is not None and await backend.ready()
@@ -317,18 +313,17 @@ class Answerer:
     async def prepare(self, request: AnswerRequest) -> PreparedAnswer:
         started = time.perf_counter()
         model, max_tokens = self.settle(request)
-        routed = self._router is not None and model == self._router.name
-        first = self._router.settings.small_model if routed and self._router else model
-        query = await self._standalone(request, self._backends[str(first)])
+        router = self._router if self._router and model == self._router.name else None
+        first = str(router.settings.small_model) if router else model
+        query = await self._standalone(request, self._backends[first])
         hits: list[Hit] = []
         best: float | None = None
         if request.retrieval:
             found = await self._retriever.search(query, k=request.k, where=request.where)
             hits, best = found.hits, (found.dense[0].score if found.dense else None)
         retrieval_ms = (time.perf_counter() - started) * 1000
-        route: RouteDecision | None = None
-        if routed and self._router is not None:
-            route = self._router.choose(request.tier, request.question, best)
+        route = router.choose(request.tier, request.question, best) if router else None
+        if route is not None:
             model = route.model
         backend = self._cascade(route, request) if route else self._backends[model]
         window, _ = self.context_window(model)

@@ -17,7 +17,7 @@ from grounded.runtime import Runtime
 from grounded.serve import errors
 from grounded.serve.fastlane import FastLane
 from grounded.serve.limits import BodyLimit
-from grounded.serve.routes import admin, chat, documents, system
+from grounded.serve.routes import admin, chat, documents, feedback, models, system
 from grounded.settings import Settings
 
 
@@ -58,6 +58,8 @@ def create_app(settings: Settings) -> FastLane:
     )
     errors.install(app)
     app.include_router(chat.router)
+    app.include_router(models.router)
+    app.include_router(feedback.router)
     app.include_router(documents.router)
     app.include_router(system.router)
     app.include_router(admin.router)

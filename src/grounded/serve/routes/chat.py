@@ -1,15 +1,15 @@
-"""POST /v1/chat/completions, GET /v1/models, POST /v1/embeddings, POST /v1/feedback."""
+"""POST /v1/chat/completions (through the gateway, the cache and the answerer) and
+DELETE /v1/cache."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
@@ -28,15 +28,13 @@ from grounded.models import SearchFilter
 from grounded.serve.auth import Caller, principal
 from grounded.serve.errors import error_response
 from grounded.serve.routes.deps import state
-from grounded.serve.schemas import ChatCompletionRequest, EmbeddingRequest, FeedbackRequest
+from grounded.serve.schemas import ChatCompletionRequest
 from grounded.serve.sse import stream_answer
 
 if TYPE_CHECKING:
     from grounded.serve.app import AppState
 
 router = APIRouter()
-MAX_EMBED_INPUTS = 256
-MAX_EMBED_CHARS = 8000
 
 
 def _answer_request(
@@ -99,16 +97,16 @@ async def _chat(body: ChatCompletionRequest, request: Request, caller: Principal
         return error_response(
             400, "the last message must be a non-empty user message", "invalid_messages", "messages"
         )
-    if any(len(m.text()) > limits.max_question_chars for m in body.messages):
+    lengths = [len(m.text()) for m in body.messages]
+    if max(lengths) > limits.max_question_chars:
         return error_response(
             400,
             f"a message is over {limits.max_question_chars} characters",
             "message_too_long",
             "messages",
         )
-    input_chars = sum(len(m.text()) for m in body.messages)
     headers = await app.gateway.check(
-        caller, input_chars, body.max_completion_tokens or body.max_tokens, body.user
+        caller, sum(lengths), body.max_completion_tokens or body.max_tokens, body.user
     )
     answerer = await app.runtime.answerer()
     try:
@@ -340,72 +338,3 @@ async def flush_cache(request: Request, caller: Caller) -> Any:
     except StateUnavailable as exc:
         return error_response(503, str(exc), "cache_unavailable")
     return {"flushed": removed}
-
-
-@router.get("/v1/models", dependencies=[Depends(principal)])
-async def models(request: Request) -> dict[str, Any]:
-    answerer = await state(request).runtime.answerer()
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "grounded"}
-            for name in answerer.model_names
-        ],
-    }
-
-
-@router.post("/v1/embeddings", response_model=None)
-async def embeddings(body: EmbeddingRequest, request: Request, caller: Caller) -> Any:
-    inputs = [body.input] if isinstance(body.input, str) else body.input
-    if not inputs or len(inputs) > MAX_EMBED_INPUTS:
-        return error_response(
-            400, f"input must hold 1 to {MAX_EMBED_INPUTS} strings", "invalid_input", "input"
-        )
-    if any(len(text) > MAX_EMBED_CHARS for text in inputs):
-        return error_response(
-            400,
-            f"each input must be at most {MAX_EMBED_CHARS} characters",
-            "input_too_long",
-            "input",
-        )
-    gateway = state(request).gateway
-    # The embedder is CPU every tenant shares: requests count against the key's rate limit.
-    headers = await gateway.check(caller, 0, None)
-    embedder = state(request).runtime.embedder
-    vectors = await asyncio.to_thread(embedder.embed, inputs)
-    tokens = sum(len(text.split()) for text in inputs)
-    gateway.charge(caller, tokens)
-    body_out = {
-        "object": "list",
-        "model": body.model or embedder.name,
-        "data": [
-            {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
-            for i, v in enumerate(vectors)
-        ],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-    return Response(orjson.dumps(body_out), media_type="application/json", headers=headers)
-
-
-def _encode(vector: Any, encoding: str | None) -> Any:
-    if encoding == "base64":
-        # OpenAI's base64 form: little-endian float32 bytes.
-        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return vector.tolist()
-
-
-@router.post("/v1/feedback", status_code=201)
-async def feedback(body: FeedbackRequest, request: Request, caller: Caller) -> dict[str, Any]:
-    feedback_id = await state(request).feedback.add(
-        caller.tenant, body.answer_id, body.rating, body.comment
-    )
-    return {"id": feedback_id, "answer_id": body.answer_id, "rating": body.rating}
-
-
-@router.get("/v1/feedback")
-async def list_feedback(request: Request, caller: Caller, limit: int = 100) -> Any:
-    """This tenant's feedback, newest first (never another tenant's)."""
-    if not 1 <= limit <= 1000:
-        return error_response(400, "limit must be 1-1000", "invalid_paging", "limit")
-    rows = await state(request).feedback.for_tenant(caller.tenant, limit)
-    return {"object": "list", "data": rows}
