@@ -12,7 +12,7 @@ import pytest
 
 from grounded.errors import ConfigError, InputError
 from grounded.models import Chunk, Document, EmbeddedChunk, SearchFilter
-from grounded.store.protocol import DuplicateRecord, Store
+from grounded.store.protocol import DuplicateRecord, Scored, Store
 from grounded.types import ChunkId, DocId
 
 DIM = 16
@@ -116,6 +116,28 @@ class StoreContract:
         found = await store.keyword_search("restocking fees on laptop", 5, SearchFilter())
         assert found[0].chunk_id == "laptops-c1"
         assert await store.keyword_search("the of and", 5, SearchFilter()) == []
+        await store.close()
+
+    async def test_a_common_word_counts_again_once_it_is_rare(self, open_store: OpenStore) -> None:
+        # Words in over a third of all chunks are left out of keyword queries; the share
+        # must follow deletes, or a word once common would stay unsearchable for good.
+        store = await open_store()
+        await store.bind_embedder("test-embedder", DIM)
+        for d in range(20):
+            word = "refund " if d < 10 else "warranty " if d >= 18 else ""
+            texts = [f"{word}parcel {d} {i}" for i in range(40)]
+            await store.write_document(
+                document(f"d{d}", f"d{d}.md", 40), chunks_for(f"d{d}", texts, list(range(40))), None
+            )
+
+        def docs(found: list[Scored]) -> set[int]:
+            return {int(s.chunk_id.split("-")[0][1:]) for s in found}
+
+        assert docs(await store.keyword_search("refund warranty", 200, SearchFilter())) == {18, 19}
+        for d in range(7):
+            await store.delete_document(DocId(f"d{d}"))
+        found = await store.keyword_search("refund warranty", 200, SearchFilter())
+        assert docs(found) == {7, 8, 9, 18, 19}
         await store.close()
 
     async def test_heading_path_is_keyword_indexed(self, open_store: OpenStore) -> None:

@@ -16,11 +16,11 @@ from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreSta
 from grounded.store.sqlite.ann import VectorIndex
 from grounded.store.sqlite.database import Database
 from grounded.store.sqlite.query import (
+    TermCounts,
     check_metadata_values,
     filter_sql,
     fts_or,
     is_unfiltered,
-    selective_terms,
 )
 from grounded.store.sqlite.writes import remove_document, replace_document
 from grounded.types import ChunkId, DocId, Matrix, Vector
@@ -111,6 +111,7 @@ class SqliteStore:
         self._exact_below = exact_below
         self._vectors: VectorIndex | None = None
         self._opened_watermark = 0
+        self._terms = TermCounts()
 
     # -- embedder binding and the vector index ---------------------------------------------
 
@@ -375,7 +376,7 @@ class SqliteStore:
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
         total = len(self._vectors) if self._vectors is not None else 0
-        match = await self._db.read(lambda c: fts_or(selective_terms(c, query, total)))
+        match = await self._db.read(lambda c: fts_or(self._terms.selective(c, query, total)))
         if match is None:
             return []
         if await self._covers_everything(where):
