@@ -25,6 +25,11 @@ from grounded.store.sqlite.query import (
 from grounded.store.sqlite.writes import remove_document, replace_document
 from grounded.types import ChunkId, DocId, Matrix, Vector
 
+# Chunks looked up by key, then their documents. CROSS JOIN fixes that order: given a
+# collection condition, SQLite's planner otherwise walks every chunk of the collection
+# and tests it against the key list (4-12 ms instead of 0.1 at 100k chunks).
+_KEYS_FIRST = "chunks c CROSS JOIN documents d ON d.doc_key = c.doc_key"
+
 _DOC_COLUMNS = (
     "d.doc_id, d.collection, d.source, d.uri, d.title, d.format, d.content_hash, "
     "d.ingested_at, d.chunk_count, d.metadata"
@@ -90,8 +95,7 @@ def _ranked_fts(
     marks = ",".join("?" * len(ranked))
     ids = dict(
         conn.execute(
-            "SELECT c.chunk_key, c.chunk_id FROM chunks c "
-            "JOIN documents d ON d.doc_key = c.doc_key "
+            f"SELECT c.chunk_key, c.chunk_id FROM {_KEYS_FIRST} "
             f"WHERE c.chunk_key IN ({marks}) AND {condition}",
             [*(key for key, _ in ranked), *params],
         ).fetchall()
@@ -360,8 +364,7 @@ class SqliteStore:
         condition, params = filter_sql(where)
         marks = ",".join("?" * len(keys))
         sql = (
-            "SELECT c.chunk_key, c.chunk_id FROM chunks c "
-            "JOIN documents d ON d.doc_key = c.doc_key "
+            f"SELECT c.chunk_key, c.chunk_id FROM {_KEYS_FIRST} "
             f"WHERE c.chunk_key IN ({marks}) AND {condition}"
         )
         rows = await self._db.read(
