@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grounded.models import SearchFilter
 from grounded.store.protocol import Store
 from grounded.store.sqlite import SqliteStore
+from grounded.types import DocId
 from tests.store.contract import DIM, OpenStore, StoreContract, chunks_for, document, seeded, unit
 
 
@@ -105,3 +108,52 @@ def test_native_libraries_load_in_any_order() -> None:
             timeout=120,
         )
         assert result.returncode == 0, (first, second, result.stderr[-500:])
+
+
+@pytest.mark.anyio
+async def test_remembered_term_scores_rank_exactly_as_fts5(tmp_path: Path) -> None:
+    # Keyword queries add up each term's remembered BM25 contributions instead of asking
+    # FTS5 to rank; the result must be FTS5's own ranking, and follow every write.
+    store = SqliteStore(tmp_path / "data", exact_below=2)
+    await store.bind_embedder("test-embedder", DIM)
+    words = ["refund", "laptop", "warranty", "battery", "parcel", "courier", "return", "screen"]
+    words += [f"word{i}" for i in range(60)]  # every term well under a third of the chunks
+    rng = np.random.default_rng(3)
+    for d in range(30):
+        texts = [" ".join(rng.choice(words, size=int(rng.integers(3, 15)))) for _ in range(20)]
+        await store.write_document(
+            document(f"d{d}", f"d{d}.md", 20), chunks_for(f"d{d}", texts, list(range(20))), None
+        )
+    conn = sqlite3.connect(tmp_path / "data" / "grounded.db")
+
+    def fts5_ranking(terms: list[str], k: int) -> list[tuple[str, float]]:
+        rows = conn.execute(
+            "SELECT c.chunk_id, -bm25(chunks_fts) AS s FROM chunks_fts f "
+            "JOIN chunks c ON c.chunk_key = f.rowid WHERE chunks_fts MATCH ? "
+            "ORDER BY s DESC, f.rowid LIMIT ?",
+            (" OR ".join(f'"{t}"' for t in terms), k),
+        ).fetchall()
+        return [(chunk_id, round(score, 9)) for chunk_id, score in rows]
+
+    async def ours(text: str, k: int) -> list[tuple[str, float]]:
+        found = await store.keyword_search(text, k, SearchFilter())
+        return [(s.chunk_id, round(s.score, 9)) for s in found]
+
+    for text in ["refund laptop", "battery courier screen", "warranty", "return parcel laptop"]:
+        terms = text.split()
+        assert await ours(text, 25) == fts5_ranking(terms, 25)
+        assert await ours(text, 25) == fts5_ranking(terms, 25)  # now from memory
+
+    await store.write_document(
+        document("new", "new.md", 1),
+        chunks_for("new", ["tablet tablet tablet warranty"], [99]),
+        None,
+    )
+    assert (await store.keyword_search("warranty tablet", 1, SearchFilter()))[0].chunk_id == (
+        "new-c0"
+    )
+    assert await ours("refund laptop", 25) == fts5_ranking(["refund", "laptop"], 25)
+    await store.delete_document(DocId("new"))
+    assert await store.keyword_search("tablet", 5, SearchFilter()) == []
+    conn.close()
+    await store.close()

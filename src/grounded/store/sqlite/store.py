@@ -15,13 +15,8 @@ from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.store.sqlite.ann import VectorIndex
 from grounded.store.sqlite.database import Database
-from grounded.store.sqlite.query import (
-    TermCounts,
-    check_metadata_values,
-    filter_sql,
-    fts_or,
-    is_unfiltered,
-)
+from grounded.store.sqlite.keywords import KeywordStats, fts_or
+from grounded.store.sqlite.query import check_metadata_values, filter_sql, is_unfiltered
 from grounded.store.sqlite.writes import remove_document, replace_document
 from grounded.types import ChunkId, DocId, Matrix, Vector
 
@@ -77,16 +72,11 @@ def _hit(row: Sequence[Any]) -> Hit:
     )
 
 
-def _ranked_fts(
-    conn: sqlite3.Connection, match: str, k: int, where: SearchFilter
+def _ranked_keys(
+    conn: sqlite3.Connection, ranked: list[tuple[int, float]], k: int, where: SearchFilter
 ) -> list[Scored] | None:
-    """The top k by the FTS table alone (fastest), or None when the filter dropped some of
-    a full top k, so that the filtered ranking must be run instead."""
-    ranked = conn.execute(
-        "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-        "ORDER BY s LIMIT ?",
-        (match, k),
-    ).fetchall()
+    """The top k by the keyword index alone (fastest) as chunk ids, or None when the filter
+    dropped some of a full top k, so that the filtered ranking must be run instead."""
     if not ranked:
         return []
     # The filter still applies to the top k: this path is taken when it is believed to keep
@@ -102,7 +92,7 @@ def _ranked_fts(
     )
     if len(ids) < len(ranked) == k:
         return None
-    return [Scored(ChunkId(ids[key]), -float(score)) for key, score in ranked if key in ids]
+    return [Scored(ChunkId(ids[key]), score) for key, score in ranked if key in ids]
 
 
 class SqliteStore:
@@ -115,7 +105,7 @@ class SqliteStore:
         self._exact_below = exact_below
         self._vectors: VectorIndex | None = None
         self._opened_watermark = 0
-        self._terms = TermCounts()
+        self._keywords = KeywordStats()
 
     # -- embedder binding and the vector index ---------------------------------------------
 
@@ -379,19 +369,26 @@ class SqliteStore:
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
         total = len(self._vectors) if self._vectors is not None else 0
-        match = await self._db.read(lambda c: fts_or(self._terms.selective(c, query, total)))
-        if match is None:
-            return []
-        if await self._covers_everything(where):
-            ranked = await self._db.read(lambda c: _ranked_fts(c, match, k, where))
-            if ranked is not None:
-                return ranked
+        covers = await self._covers_everything(where)
+
+        def fast(conn: sqlite3.Connection) -> tuple[list[str], list[Scored] | None]:
+            terms = self._keywords.selective(conn, query, total)
+            if not terms:
+                return terms, []
+            if not covers:
+                return terms, None  # the filtered ranking below
+            return terms, _ranked_keys(conn, self._keywords.ranked(conn, terms, k), k, where)
+
+        terms, ranked = await self._db.read(fast)
+        if ranked is not None:
+            return ranked
         condition, params = filter_sql(where)
         sql = (
             "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
             "JOIN chunks c ON c.chunk_key = f.rowid JOIN documents d ON d.doc_key = c.doc_key "
             f"WHERE chunks_fts MATCH ? AND {condition} ORDER BY s LIMIT ?"
         )
+        match = fts_or(terms)
         rows = await self._db.read(lambda c: c.execute(sql, [match, *params, k]).fetchall())
         return [Scored(ChunkId(chunk_id), -float(score)) for chunk_id, score in rows]
 
