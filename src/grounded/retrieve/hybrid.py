@@ -53,22 +53,29 @@ class Retriever:
             weights if mode == "hybrid" else (1.0, 1.0),
             self._settings.rrf_k,
         )
-        details = await self._store.hits([chunk_id for chunk_id, _ in fused])
         dense_rank = {s.chunk_id: i for i, s in enumerate(dense, start=1)}
         keyword_rank = {s.chunk_id: i for i, s in enumerate(keyword, start=1)}
-        ranked = [
-            dataclasses.replace(
-                details[chunk_id],
-                score=score,
-                dense_rank=dense_rank.get(chunk_id),
-                keyword_rank=keyword_rank.get(chunk_id),
-            )
-            for chunk_id, score in fused
-            if chunk_id in details
-        ]
-        if self._settings.collapse:
-            ranked = collapse_overlapping(ranked)
-        return Retrieval(hits=ranked[:k], dense=dense, keyword=keyword)
+        ranked: list[Hit] = []
+        kept: list[Hit] = []
+        start, batch = 0, 2 * k
+        # Only the top k survive, so chunk rows (text, provenance) are read for the leaders
+        # first, and for more only when collapsing overlaps left fewer than k.
+        while start < len(fused) and len(kept) < k:
+            window = fused[start : start + batch]
+            details = await self._store.hits([chunk_id for chunk_id, _ in window])
+            ranked += [
+                dataclasses.replace(
+                    details[chunk_id],
+                    score=score,
+                    dense_rank=dense_rank.get(chunk_id),
+                    keyword_rank=keyword_rank.get(chunk_id),
+                )
+                for chunk_id, score in window
+                if chunk_id in details
+            ]
+            kept = collapse_overlapping(ranked) if self._settings.collapse else ranked
+            start, batch = start + batch, batch * 2
+        return Retrieval(hits=kept[:k], dense=dense, keyword=keyword)
 
     async def _dense(self, question: str, depth: int, where: SearchFilter) -> list[Scored]:
         vector = await self._embedder.embed_query(question)
