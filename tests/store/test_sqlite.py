@@ -122,27 +122,33 @@ async def test_remembered_term_scores_rank_exactly_as_fts5(tmp_path: Path) -> No
     for d in range(30):
         texts = [" ".join(rng.choice(words, size=int(rng.integers(3, 15)))) for _ in range(20)]
         await store.write_document(
-            document(f"d{d}", f"d{d}.md", 20), chunks_for(f"d{d}", texts, list(range(20))), None
+            document(f"d{d}", f"d{d}.md", 20, collection=("even", "odd")[d % 2], tier=d % 3),
+            chunks_for(f"d{d}", texts, list(range(20))),
+            None,
         )
     conn = sqlite3.connect(tmp_path / "data" / "grounded.db")
 
-    def fts5_ranking(terms: list[str], k: int) -> list[tuple[str, float]]:
+    def fts5_ranking(terms: list[str], k: int, collection: str = "%") -> list[tuple[str, float]]:
         rows = conn.execute(
             "SELECT c.chunk_id, -bm25(chunks_fts) AS s FROM chunks_fts f "
-            "JOIN chunks c ON c.chunk_key = f.rowid WHERE chunks_fts MATCH ? "
-            "ORDER BY s DESC, f.rowid LIMIT ?",
-            (" OR ".join(f'"{t}"' for t in terms), k),
+            "JOIN chunks c ON c.chunk_key = f.rowid JOIN documents d ON d.doc_key = c.doc_key "
+            "WHERE chunks_fts MATCH ? AND d.collection LIKE ? ORDER BY s DESC, f.rowid LIMIT ?",
+            (" OR ".join(f'"{t}"' for t in terms), collection, k),
         ).fetchall()
         return [(chunk_id, round(score, 9)) for chunk_id, score in rows]
 
-    async def ours(text: str, k: int) -> list[tuple[str, float]]:
-        found = await store.keyword_search(text, k, SearchFilter())
+    async def ours(text: str, k: int, where: SearchFilter | None = None) -> list[tuple[str, float]]:
+        found = await store.keyword_search(text, k, where or SearchFilter())
         return [(s.chunk_id, round(s.score, 9)) for s in found]
 
     for text in ["refund laptop", "battery courier screen", "warranty", "return parcel laptop"]:
         terms = text.split()
         assert await ours(text, 25) == fts5_ranking(terms, 25)
         assert await ours(text, 25) == fts5_ranking(terms, 25)  # now from memory
+        odd = SearchFilter(collection="odd")
+        assert await ours(text, 25, odd) == fts5_ranking(terms, 25, "odd")
+        tier = await ours(text, 25, SearchFilter(collection="odd", metadata={"tier": 1}))
+        assert tier and all(int(c.split("-")[0][1:]) % 6 == 1 for c, _ in tier)
 
     await store.write_document(
         document("new", "new.md", 1),

@@ -11,18 +11,22 @@ only where it is computed changes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import OrderedDict
 
 import numpy as np
 
+from grounded.models import SearchFilter
+from grounded.store.sqlite.query import filter_sql
 from grounded.store.terms import query_terms
 
 COMMON_SHARE = 0.35  # a term in more than this share of chunks is dropped from the query
 MIN_CAP = 200
 REMEMBERED_TERMS = 50_000
 REMEMBERED_POSTINGS = 2_000_000  # scored postings kept in memory (16 bytes each)
+REMEMBERED_FILTERS = 64  # filters (a tenant's collection, say) whose chunk keys are kept
 
 
 def fts_or(terms: list[str]) -> str | None:
@@ -52,6 +56,7 @@ class KeywordStats:
         self._counts: dict[str, int] = {}
         self._postings: OrderedDict[str, Postings] = OrderedDict()
         self._held = 0
+        self._filters: dict[str, np.ndarray] = {}
 
     def selective(self, conn: sqlite3.Connection, text: str, total: int) -> list[str]:
         """The question's terms minus those in a large share of all chunks.
@@ -76,8 +81,30 @@ class KeywordStats:
                 ).fetchone()[0]
         return [t for t in terms if 0 < counts[t] <= cap]
 
-    def ranked(self, conn: sqlite3.Connection, terms: list[str], k: int) -> list[tuple[int, float]]:
-        """The k best chunk keys for these terms and their BM25 scores, best first."""
+    def allowed(self, conn: sqlite3.Connection, where: SearchFilter) -> np.ndarray:
+        """The sorted keys of the chunks `where` keeps (remembered: a tenant's collection is
+        asked for on every one of its queries)."""
+        name = json.dumps([where.collection, where.source_prefix, where.metadata], sort_keys=True)
+        self._current(conn)
+        keys = self._filters.get(name)
+        if keys is None:
+            condition, params = filter_sql(where)
+            rows = conn.execute(
+                "SELECT c.chunk_key FROM documents d JOIN chunks c ON c.doc_key = d.doc_key "
+                f"WHERE {condition} ORDER BY c.chunk_key",
+                params,
+            ).fetchall()
+            keys = np.array([key for (key,) in rows], dtype=np.int64)
+            if len(self._filters) >= REMEMBERED_FILTERS:
+                self._filters = {}
+            self._filters[name] = keys
+        return keys
+
+    def ranked(
+        self, conn: sqlite3.Connection, terms: list[str], k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The k best chunk keys for these terms (among `allowed`, if given) and their BM25
+        scores, best first."""
         remembered = self._current(conn)[1]
         parts = [self._term_postings(conn, term, remembered) for term in dict.fromkeys(terms)]
         parts = [p for p in parts if len(p.keys)]
@@ -92,6 +119,9 @@ class KeywordStats:
         else:  # keys spread thin (never reused, they grow with every rewrite)
             touched, where = np.unique(keys, return_inverse=True)
             scores = np.bincount(where, weights=weights)
+        if allowed is not None:
+            kept = np.isin(touched, allowed, assume_unique=True)
+            touched, scores = touched[kept], scores[kept]
         if len(touched) > k:
             best = np.argpartition(-scores, k - 1)[:k]
             touched, scores = touched[best], scores[best]
@@ -130,4 +160,5 @@ class KeywordStats:
                 # Fresh containers, not clear(): another reader may still be using the old.
                 self._version, self._counts = version, {}
                 self._postings, self._held = OrderedDict(), 0
+                self._filters = {}
             return self._counts, self._postings

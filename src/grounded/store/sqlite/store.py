@@ -375,13 +375,14 @@ class SqliteStore:
             terms = self._keywords.selective(conn, query, total)
             if not terms:
                 return terms, []
-            if not covers:
-                return terms, None  # the filtered ranking below
-            return terms, _ranked_keys(conn, self._keywords.ranked(conn, terms, k), k, where)
+            allowed = None if covers else self._keywords.allowed(conn, where)
+            ranked = self._keywords.ranked(conn, terms, k, allowed)
+            return terms, _ranked_keys(conn, ranked, k, where)
 
         terms, ranked = await self._db.read(fast)
         if ranked is not None:
             return ranked
+        # Only when documents changed between the `covers` read and the ranking.
         condition, params = filter_sql(where)
         sql = (
             "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
