@@ -475,11 +475,18 @@ async def run_grounded(
         await retriever.search("warm up", k=10)  # one untimed query, as for the peer
         modes: dict[str, Any] = {}
         query_meter = CpuMeter().__enter__()
-        for mode in ("hybrid", "dense"):
+        # The third pass asks the questions again, each with " ?" appended so its embedding
+        # is computed afresh: keyword search has now met every word (postings in memory).
+        passes = (
+            ("hybrid", "hybrid", ""),
+            ("dense", "dense", ""),
+            ("hybrid_again", "hybrid", " ?"),
+        )
+        for name, mode, suffix in passes:
             rows, latencies, per_query = [], [], []
             for labelled in queries:
                 started = time.perf_counter()
-                retrieval = await retriever.search(labelled.query, k=10, mode=mode)
+                retrieval = await retriever.search(labelled.query + suffix, k=10, mode=mode)
                 latencies.append((time.perf_counter() - started) * 1000)
                 ranked = dedupe_sections([(h.source, h.chunk.section_path) for h in retrieval.hits])
                 judged = judge(ranked, labelled.relevant)
@@ -499,7 +506,7 @@ async def run_grounded(
                         "ranked_sections": ranked,
                     }
                 )
-            modes[mode] = {"metrics": metrics_of(rows, latencies), "per_query": per_query}
+            modes[name] = {"metrics": metrics_of(rows, latencies), "per_query": per_query}
         query_meter.__exit__()
     finally:
         await runtime.close()
@@ -656,6 +663,15 @@ def main() -> None:
             g["pieces_lost"],
             g["pieces_total"],
             gm["dense"]["metrics"],
+        ),
+        row(
+            "Grounded (hybrid, words seen before)",
+            g["ingest_s"],
+            g["chunks"],
+            g["chunks_over_limit_recounted"],
+            g["pieces_lost"],
+            g["pieces_total"],
+            gm["hybrid_again"]["metrics"],
         ),
         row(
             "LlamaIndex defaults",
