@@ -163,3 +163,26 @@ async def test_remembered_term_scores_rank_exactly_as_fts5(tmp_path: Path) -> No
     assert await store.keyword_search("tablet", 5, SearchFilter()) == []
     conn.close()
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_ranking_holds_when_remembered_postings_are_evicted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Postings are bounded in memory; past the bound the least recently used are dropped
+    # and read again when needed, which must not change any result.
+    monkeypatch.setattr("grounded.store.sqlite.keywords.REMEMBERED_POSTINGS", 30)
+    store = SqliteStore(tmp_path / "data", exact_below=2)
+    await store.bind_embedder("test-embedder", DIM)
+    texts = [f"refund w{i % 7} w{i % 11} parcel{i % 3}" for i in range(60)]
+    await store.write_document(
+        document("d", "d.md", 60), chunks_for("d", texts, [*range(60)]), None
+    )
+    queries = ["refund w1", "w2 w3", "parcel0 w4", "w5 w6 w1", "refund w1"]
+    first = [await store.keyword_search(q, 10, SearchFilter()) for q in queries]
+    again = [await store.keyword_search(q, 10, SearchFilter()) for q in reversed(queries)]
+    assert first == list(reversed(again))
+    assert [s.chunk_id for s in first[1]][:2] and all(
+        "w2" in t or "w3" in t for t in (texts[int(s.chunk_id.split("-c")[1])] for s in first[1])
+    )
+    await store.close()

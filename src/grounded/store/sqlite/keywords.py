@@ -131,9 +131,11 @@ class KeywordStats:
     def _term_postings(
         self, conn: sqlite3.Connection, term: str, remembered: OrderedDict[str, Postings]
     ) -> Postings:
-        postings = remembered.get(term)
-        if postings is not None:
-            return postings
+        with self._lock:
+            postings = remembered.get(term)
+            if postings is not None:
+                remembered.move_to_end(term)  # the least recently used go first
+                return postings
         rows = conn.execute(
             "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?",
             (f'"{term}"',),
