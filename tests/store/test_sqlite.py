@@ -11,6 +11,7 @@ import pytest
 from grounded.models import SearchFilter
 from grounded.store.protocol import Store
 from grounded.store.sqlite import SqliteStore
+from grounded.store.sqlite.keywords import KeywordStats
 from grounded.types import DocId
 from tests.store.contract import DIM, OpenStore, StoreContract, chunks_for, document, seeded, unit
 
@@ -159,8 +160,18 @@ async def test_remembered_term_scores_rank_exactly_as_fts5(tmp_path: Path) -> No
         "new-c0"
     )
     assert await ours("refund laptop", 25) == fts5_ranking(["refund", "laptop"], 25)
+    odd = SearchFilter(collection="odd")
+    assert "new-c0" not in [c for c, _ in await ours("tablet warranty", 25, odd)]
+    await store.write_document(
+        document("new-odd", "new-odd.md", 1, collection="odd"),
+        chunks_for("new-odd", ["tablet warranty tablet"], [98]),
+        None,
+    )
+    # The filter's chunk keys were remembered before this write; they must not be reused.
+    assert (await ours("tablet warranty", 25, odd))[0][0] == "new-odd-c0"
+    assert await ours("refund laptop", 25, odd) == fts5_ranking(["refund", "laptop"], 25, "odd")
     await store.delete_document(DocId("new"))
-    assert await store.keyword_search("tablet", 5, SearchFilter()) == []
+    assert await store.keyword_search("tablet", 5, SearchFilter(collection="default")) == []
     conn.close()
     await store.close()
 
@@ -186,3 +197,27 @@ async def test_ranking_holds_when_remembered_postings_are_evicted(
         "w2" in t or "w3" in t for t in (texts[int(s.chunk_id.split("-c")[1])] for s in first[1])
     )
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_count_that_reached_a_smaller_cap_is_taken_again(tmp_path: Path) -> None:
+    # Counts stop at the cap (a share of all chunks). The total can grow within one version
+    # of the index (another process wrote; this one has not caught up), and then a count
+    # that only says "more than the old cap" must be taken again against the new one.
+    db = tmp_path / "grounded.db"
+    await SqliteStore(tmp_path).close()  # creates the schema
+    conn = sqlite3.connect(db)
+    conn.executemany(
+        "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
+        [
+            (i, f"{'courier' if i < 600 else 'depot'} {'van' if i % 20 == 0 else ''}")
+            for i in range(1000)
+        ],
+    )
+    conn.commit()
+    stats = KeywordStats()
+    # total 500: the cap is 200, so both counts stop at 201 and only "van" (50) is kept.
+    assert stats.selective(conn, "courier depot van", total=500) == ["van"]
+    # total 1000: the cap is 350, and 201 no longer proves "over the cap": count again.
+    assert stats.selective(conn, "courier depot van", total=1000) == ["van"]
+    conn.close()

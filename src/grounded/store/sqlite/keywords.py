@@ -43,20 +43,29 @@ class Postings:
         self.keys, self.scores = keys, scores
 
 
+class _Memory:
+    """What is known about one version of the index. Replaced whole, never cleared, so a
+    reader still working on an older version can only ever write into that version's."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.counts: dict[str, tuple[int, int]] = {}  # term -> (count up to cap + 1, cap)
+        self.postings: OrderedDict[str, Postings] = OrderedDict()
+        self.filters: dict[str, np.ndarray] = {}
+        self.held = 0  # postings and filter keys held, against REMEMBERED_POSTINGS
+
+
 class KeywordStats:
-    """Document counts and scored postings per term, valid for one state of the index.
+    """Document counts, scored postings and filter keys, valid for one state of the index.
 
     Every change to the indexed chunks is a row in `ann_log`, so its last sequence number
-    says whether what is remembered still holds; any change forgets everything.
+    says whether what is remembered still holds; any change forgets everything. Callers
+    read inside one transaction, so the version and the data come from one snapshot.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._version: int | None = None
-        self._counts: dict[str, int] = {}
-        self._postings: OrderedDict[str, Postings] = OrderedDict()
-        self._held = 0
-        self._filters: dict[str, np.ndarray] = {}
+        self._memory = _Memory(-1)
 
     def selective(self, conn: sqlite3.Connection, text: str, total: int) -> list[str]:
         """The question's terms minus those in a large share of all chunks.
@@ -70,23 +79,31 @@ class KeywordStats:
         cap = max(MIN_CAP, int(total * COMMON_SHARE))
         if len(terms) <= 1 or total <= cap:
             return terms
-        counts = self._current(conn)[0]
-        for term in terms:
-            if term not in counts:
-                # FTS5 stores no per-term document count: walk the postings, up to the cap.
-                counts[term] = conn.execute(
-                    "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? "
-                    "LIMIT ?)",
-                    (f'"{term}"', cap + 1),
-                ).fetchone()[0]
+        memory = self._current(conn)
+        counts = {term: self._count(conn, memory, term, cap) for term in terms}
         return [t for t in terms if 0 < counts[t] <= cap]
+
+    def _count(self, conn: sqlite3.Connection, memory: _Memory, term: str, cap: int) -> int:
+        known = memory.counts.get(term)
+        # A count that reached its cap says only "more than that cap": good for this cap
+        # if it is no larger (the total, hence the cap, can grow within one version).
+        if known is not None and (known[0] <= known[1] or cap <= known[1]):
+            return known[0]
+        # FTS5 stores no per-term document count: walk the postings, up to the cap.
+        (count,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (f'"{term}"', cap + 1),
+        ).fetchone()
+        if len(memory.counts) < REMEMBERED_TERMS:
+            memory.counts[term] = (count, cap)
+        return int(count)
 
     def allowed(self, conn: sqlite3.Connection, where: SearchFilter) -> np.ndarray:
         """The sorted keys of the chunks `where` keeps (remembered: a tenant's collection is
         asked for on every one of its queries)."""
         name = json.dumps([where.collection, where.source_prefix, where.metadata], sort_keys=True)
-        self._current(conn)
-        keys = self._filters.get(name)
+        memory = self._current(conn)
+        keys = memory.filters.get(name)
         if keys is None:
             condition, params = filter_sql(where)
             rows = conn.execute(
@@ -95,18 +112,22 @@ class KeywordStats:
                 params,
             ).fetchall()
             keys = np.array([key for (key,) in rows], dtype=np.int64)
-            if len(self._filters) >= REMEMBERED_FILTERS:
-                self._filters = {}
-            self._filters[name] = keys
+            with self._lock:
+                if len(memory.filters) >= REMEMBERED_FILTERS:
+                    memory.held -= sum(len(k) for k in memory.filters.values())
+                    memory.filters.clear()
+                memory.filters[name] = keys
+                memory.held += len(keys)
+                self._within_bounds(memory)
         return keys
 
     def ranked(
         self, conn: sqlite3.Connection, terms: list[str], k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         """The k best chunk keys for these terms (among `allowed`, if given) and their BM25
-        scores, best first."""
-        remembered = self._current(conn)[1]
-        parts = [self._term_postings(conn, term, remembered) for term in dict.fromkeys(terms)]
+        scores, best first; equal scores in key order."""
+        memory = self._current(conn)
+        parts = [self._term_postings(conn, memory, term) for term in dict.fromkeys(terms)]
         parts = [p for p in parts if len(p.keys)]
         if not parts:
             return []
@@ -123,18 +144,19 @@ class KeywordStats:
             kept = np.isin(touched, allowed, assume_unique=True)
             touched, scores = touched[kept], scores[kept]
         if len(touched) > k:
-            best = np.argpartition(-scores, k - 1)[:k]
+            # Everything at least as good as the k-th score, ties included, so that the
+            # cut below is by key among equals rather than arbitrary.
+            kth = -np.partition(-scores, k - 1)[k - 1]
+            best = scores >= kth
             touched, scores = touched[best], scores[best]
-        order = np.lexsort((touched, -scores))  # ties by key, so results are repeatable
+        order = np.lexsort((touched, -scores))[:k]
         return [(int(touched[i]), float(scores[i])) for i in order]
 
-    def _term_postings(
-        self, conn: sqlite3.Connection, term: str, remembered: OrderedDict[str, Postings]
-    ) -> Postings:
+    def _term_postings(self, conn: sqlite3.Connection, memory: _Memory, term: str) -> Postings:
         with self._lock:
-            postings = remembered.get(term)
+            postings = memory.postings.get(term)
             if postings is not None:
-                remembered.move_to_end(term)  # the least recently used go first
+                memory.postings.move_to_end(term)  # the least recently used go first
                 return postings
         rows = conn.execute(
             "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?",
@@ -143,24 +165,28 @@ class KeywordStats:
         table = np.array(rows, dtype=np.float64).reshape(-1, 2)
         postings = Postings(table[:, 0].astype(np.int64), table[:, 1].copy())
         with self._lock:
-            # Read after `remembered`'s version, so never older than it; kept only while
-            # that version is still the current one.
-            if remembered is self._postings and term not in remembered:
-                remembered[term] = postings
-                self._held += len(postings.keys)
-                while self._held > REMEMBERED_POSTINGS and len(remembered) > 1:
-                    _, oldest = remembered.popitem(last=False)
-                    self._held -= len(oldest.keys)
+            if term not in memory.postings:
+                memory.postings[term] = postings
+                memory.held += max(1, len(postings.keys))  # a word with no match costs too
+                self._within_bounds(memory)
         return postings
 
-    def _current(
-        self, conn: sqlite3.Connection
-    ) -> tuple[dict[str, int], OrderedDict[str, Postings]]:
+    def _within_bounds(self, memory: _Memory) -> None:
+        """Drop the least recently used postings, then filter keys, until under the bound."""
+        while memory.held > REMEMBERED_POSTINGS and len(memory.postings) > 1:
+            _, oldest = memory.postings.popitem(last=False)
+            memory.held -= max(1, len(oldest.keys))
+        if memory.held > REMEMBERED_POSTINGS and memory.filters:
+            memory.held -= sum(len(k) for k in memory.filters.values())
+            memory.filters.clear()
+
+    def _current(self, conn: sqlite3.Connection) -> _Memory:
         (version,) = conn.execute("SELECT coalesce(max(seq), 0) FROM ann_log").fetchone()
         with self._lock:
-            if version != self._version or len(self._counts) > REMEMBERED_TERMS:
-                # Fresh containers, not clear(): another reader may still be using the old.
-                self._version, self._counts = version, {}
-                self._postings, self._held = OrderedDict(), 0
-                self._filters = {}
-            return self._counts, self._postings
+            if version > self._memory.version:
+                self._memory = _Memory(version)
+            elif version < self._memory.version:
+                # A snapshot older than what others already see: work from scratch and
+                # keep nothing, rather than take the newer version's memory or replace it.
+                return _Memory(version)
+            return self._memory

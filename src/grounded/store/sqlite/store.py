@@ -14,7 +14,7 @@ from grounded.errors import ConfigError, StoreError
 from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.store.sqlite.ann import VectorIndex
-from grounded.store.sqlite.database import Database
+from grounded.store.sqlite.database import Database, snapshot
 from grounded.store.sqlite.keywords import KeywordStats, fts_or
 from grounded.store.sqlite.query import check_metadata_values, filter_sql, is_unfiltered
 from grounded.store.sqlite.writes import remove_document, replace_document
@@ -371,18 +371,19 @@ class SqliteStore:
         total = len(self._vectors) if self._vectors is not None else 0
         covers = await self._covers_everything(where)
 
-        def fast(conn: sqlite3.Connection) -> tuple[list[str], list[Scored] | None]:
-            terms = self._keywords.selective(conn, query, total)
-            if not terms:
-                return terms, []
-            allowed = None if covers else self._keywords.allowed(conn, where)
-            ranked = self._keywords.ranked(conn, terms, k, allowed)
-            return terms, _ranked_keys(conn, ranked, k, where)
+        def search(conn: sqlite3.Connection) -> tuple[list[str], list[Scored] | None]:
+            with snapshot(conn):
+                terms = self._keywords.selective(conn, query, total)
+                if not terms:
+                    return terms, []
+                allowed = None if covers else self._keywords.allowed(conn, where)
+                ranked = self._keywords.ranked(conn, terms, k, allowed)
+                return terms, _ranked_keys(conn, ranked, k, where)
 
-        terms, ranked = await self._db.read(fast)
+        terms, ranked = await self._db.read(search)
         if ranked is not None:
             return ranked
-        # Only when documents changed between the `covers` read and the ranking.
+        # Only when documents changed between the `covers` read and the search.
         condition, params = filter_sql(where)
         sql = (
             "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
