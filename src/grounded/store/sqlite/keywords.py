@@ -29,11 +29,6 @@ REMEMBERED_POSTINGS = 2_000_000  # scored postings kept in memory (16 bytes each
 REMEMBERED_FILTERS = 64  # filters (a tenant's collection, say) whose chunk keys are kept
 
 
-def fts_or(terms: list[str]) -> str | None:
-    """An FTS5 OR-query of these terms, each quoted so no operator syntax leaks in."""
-    return " OR ".join(f'"{term}"' for term in terms) if terms else None
-
-
 class Postings:
     """One term's scored postings: chunk keys and their BM25 contributions (higher is better)."""
 

@@ -15,7 +15,7 @@ from grounded.models import Chunk, Document, EmbeddedChunk, Hit, SearchFilter
 from grounded.store.protocol import DuplicateRecord, Scored, Signature, StoreStats
 from grounded.store.sqlite.ann import VectorIndex
 from grounded.store.sqlite.database import Database, snapshot
-from grounded.store.sqlite.keywords import KeywordStats, fts_or
+from grounded.store.sqlite.keywords import KeywordStats
 from grounded.store.sqlite.query import check_metadata_values, filter_sql, is_unfiltered
 from grounded.store.sqlite.writes import remove_document, replace_document
 from grounded.types import ChunkId, DocId, Matrix, Vector
@@ -72,27 +72,17 @@ def _hit(row: Sequence[Any]) -> Hit:
     )
 
 
-def _ranked_keys(
-    conn: sqlite3.Connection, ranked: list[tuple[int, float]], k: int, where: SearchFilter
-) -> list[Scored] | None:
-    """The top k by the keyword index alone (fastest) as chunk ids, or None when the filter
-    dropped some of a full top k, so that the filtered ranking must be run instead."""
-    if not ranked:
-        return []
-    # The filter still applies to the top k: this path is taken when it is believed to keep
-    # everything, but a collection created since that check must not leak in.
+def _ids_of(conn: sqlite3.Connection, keys: Sequence[int], where: SearchFilter) -> dict[int, str]:
+    """Chunk ids by chunk key, for the keys whose chunks `where` keeps."""
+    if not keys:
+        return {}
     condition, params = filter_sql(where)
-    marks = ",".join("?" * len(ranked))
-    ids = dict(
-        conn.execute(
-            f"SELECT c.chunk_key, c.chunk_id FROM {_KEYS_FIRST} "
-            f"WHERE c.chunk_key IN ({marks}) AND {condition}",
-            [*(key for key, _ in ranked), *params],
-        ).fetchall()
+    marks = ",".join("?" * len(keys))
+    sql = (
+        f"SELECT c.chunk_key, c.chunk_id FROM {_KEYS_FIRST} "
+        f"WHERE c.chunk_key IN ({marks}) AND {condition}"
     )
-    if len(ids) < len(ranked) == k:
-        return None
-    return [Scored(ChunkId(ids[key]), score) for key, score in ranked if key in ids]
+    return dict(conn.execute(sql, [*keys, *params]).fetchall())
 
 
 class SqliteStore:
@@ -349,50 +339,36 @@ class SqliteStore:
     async def _ids_for(
         self, keys: np.ndarray, scores: np.ndarray, where: SearchFilter, k: int
     ) -> list[Scored]:
-        if len(keys) == 0:
-            return []
-        condition, params = filter_sql(where)
-        marks = ",".join("?" * len(keys))
-        sql = (
-            f"SELECT c.chunk_key, c.chunk_id FROM {_KEYS_FIRST} "
-            f"WHERE c.chunk_key IN ({marks}) AND {condition}"
-        )
-        rows = await self._db.read(
-            lambda c: dict(c.execute(sql, [*map(int, keys), *params]).fetchall())
-        )
+        wanted = [int(key) for key in keys]
+        rows = await self._db.read(lambda c: _ids_of(c, wanted, where))
         ranked = [
-            Scored(ChunkId(rows[int(key)]), float(s))
-            for key, s in zip(keys, scores, strict=True)
-            if int(key) in rows
+            Scored(ChunkId(rows[key]), float(s))
+            for key, s in zip(wanted, scores, strict=True)
+            if key in rows
         ]
         return ranked[:k]
 
     async def keyword_search(self, query: str, k: int, where: SearchFilter) -> list[Scored]:
         total = len(self._vectors) if self._vectors is not None else 0
         covers = await self._covers_everything(where)
+        keywords = self._keywords
 
-        def search(conn: sqlite3.Connection) -> tuple[list[str], list[Scored] | None]:
+        def search(conn: sqlite3.Connection) -> list[Scored]:
             with snapshot(conn):
-                terms = self._keywords.selective(conn, query, total)
+                terms = keywords.selective(conn, query, total)
                 if not terms:
-                    return terms, []
-                allowed = None if covers else self._keywords.allowed(conn, where)
-                ranked = self._keywords.ranked(conn, terms, k, allowed)
-                return terms, _ranked_keys(conn, ranked, k, where)
+                    return []
+                allowed = None if covers else keywords.allowed(conn, where)
+                ranked = keywords.ranked(conn, terms, k, allowed)
+                ids = _ids_of(conn, [key for key, _ in ranked], where)
+                if allowed is None and len(ids) < len(ranked) == k:
+                    # A collection created since `covers` was read: rank among the filter's
+                    # chunks, or the top k would come up short.
+                    ranked = keywords.ranked(conn, terms, k, keywords.allowed(conn, where))
+                    ids = _ids_of(conn, [key for key, _ in ranked], where)
+                return [Scored(ChunkId(ids[key]), s) for key, s in ranked if key in ids]
 
-        terms, ranked = await self._db.read(search)
-        if ranked is not None:
-            return ranked
-        # Only when documents changed between the `covers` read and the search.
-        condition, params = filter_sql(where)
-        sql = (
-            "SELECT c.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts f "
-            "JOIN chunks c ON c.chunk_key = f.rowid JOIN documents d ON d.doc_key = c.doc_key "
-            f"WHERE chunks_fts MATCH ? AND {condition} ORDER BY s LIMIT ?"
-        )
-        match = fts_or(terms)
-        rows = await self._db.read(lambda c: c.execute(sql, [match, *params, k]).fetchall())
-        return [Scored(ChunkId(chunk_id), -float(score)) for chunk_id, score in rows]
+        return await self._db.read(search)
 
     async def hits(self, chunk_ids: Sequence[ChunkId]) -> dict[ChunkId, Hit]:
         if not chunk_ids:
